@@ -1,0 +1,3 @@
+from batchgrader.cli import main
+
+main()

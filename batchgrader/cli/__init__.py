@@ -1,0 +1,64 @@
+"""The ``batchgrader`` command line: registration, global options, the error boundary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from batchgrader import __version__
+from batchgrader.cli._context import AppContext
+from batchgrader.cli._errors import BoundaryGroup
+from batchgrader.cli.config import config_app
+
+app = typer.Typer(
+    name="batchgrader",
+    cls=BoundaryGroup,
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+    help="Grade, score or classify big files of texts with an LLM judge "
+    "through the OpenAI Batch API.",
+    epilog="Docs: docs/ in the repository. Exit codes: 0 ok, 1 rows or batches failed, "
+    "2 bad usage or input (nothing submitted), 130 interrupted.",
+)
+app.add_typer(config_app, name="config")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"batchgrader {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", help="Read this settings file instead of ./batchgrader.toml."),
+    ] = None,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Grade, score or classify big files of texts with an LLM judge."""
+    del version
+    ctx.obj = AppContext(
+        config_file=config,
+        verbosity=-1 if quiet else verbose,
+        debug=debug,
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,74 @@
+"""Per-invocation state shared by the root callback and the commands."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console, RenderableType
+
+from batchgrader import logs
+from batchgrader.settings import LoadedSettings, load_settings
+
+
+@dataclass
+class AppContext:
+    """Global options plus the consoles; stored on the root ``ctx.obj``."""
+
+    config_file: Path | None = None
+    verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose, 2 debug
+    debug: bool = False
+    json_mode: bool = False
+    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    err: Console = field(default_factory=lambda: Console(stderr=True))
+    log_file: Path | None = None
+
+    @classmethod
+    def of(cls, ctx: typer.Context) -> AppContext:
+        """The AppContext of the running command (created by the root callback)."""
+        root = ctx.find_root()
+        if not isinstance(root.obj, AppContext):
+            root.obj = cls()
+        return root.obj
+
+    def load(self, overrides: Mapping[str, Any] | None = None) -> LoadedSettings:
+        """Load settings with this command's flags and start the run's log."""
+        loaded = load_settings(overrides, self.config_file)
+        settings = loaded.settings
+        key = settings.api.key.get_secret_value() if settings.api.key else None
+        self.log_file = logs.setup(
+            console=self.err,
+            console_level=self.console_log_level,
+            log_dir=settings.log_dir(),
+            max_logs=settings.logging.max_logs,
+            file_level=logging.DEBUG if self.debug else getattr(logging, settings.logging.level),
+            secret=key,
+        )
+        return loaded
+
+    @property
+    def console_log_level(self) -> int:
+        if self.debug or self.verbosity >= 2:
+            return logging.DEBUG
+        if self.verbosity == 1:
+            return logging.INFO
+        if self.verbosity < 0:
+            return logging.ERROR
+        return logging.WARNING
+
+    def emit(self, result: BaseModel, render: Callable[[Any], RenderableType]) -> None:
+        """Print a result: JSON on stdout in --json mode, else its rich rendering."""
+        if self.json_mode:
+            typer.echo(result.model_dump_json(indent=2))
+        else:
+            self.out.print(render(result))
+
+    def note(self, message: str) -> None:
+        """A message for people (stderr), silenced by --quiet and in --json mode."""
+        if self.verbosity >= 0 and not self.json_mode:
+            self.err.print(message, highlight=False)

@@ -1,0 +1,48 @@
+"""The one error boundary: batchgrader errors become messages and exit codes.
+
+Known errors print ``Error:`` and ``Hint:`` lines on stderr (or a JSON envelope on
+stdout in ``--json`` mode) and exit with the error's code. Anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from batchgrader.cli._context import AppContext
+from batchgrader.errors import BatchgraderError
+
+log = logging.getLogger("batchgrader.cli")
+
+
+def report(app: AppContext, exc: BatchgraderError) -> None:
+    """Show one error the way the mode asks for."""
+    log.debug("error %s", exc.code, exc_info=exc if app.debug else None)
+    if app.json_mode:
+        envelope = {"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}}
+        typer.echo(json.dumps(envelope, indent=2))
+        return
+    if app.debug:
+        app.err.print_exception(show_locals=False)
+    app.err.print(f"[bold red]Error:[/] {escape(exc.message)}", highlight=False)
+    if exc.hint:
+        app.err.print(f"[bold]Hint:[/] {escape(exc.hint)}", highlight=False)
+    if app.log_file is not None and exc.exit_code == 1:
+        app.err.print(f"Log: {app.log_file}", highlight=False)
+
+
+class BoundaryGroup(TyperGroup):
+    """Root group whose invoke maps ``BatchgraderError`` to its exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BatchgraderError as exc:
+            report(AppContext.of(ctx), exc)
+            raise typer.Exit(exc.exit_code) from None

@@ -1,0 +1,125 @@
+"""One exception tree for everything batchgrader reports to a user.
+
+Each class carries the process exit code it maps to and an optional hint. The CLI's
+error boundary (``batchgrader.cli._errors``) is the only place that turns these into
+messages and exit codes; the core only raises them.
+"""
+
+from __future__ import annotations
+
+
+class BatchgraderError(Exception):
+    """Base of every error a user can act on (never a bug)."""
+
+    exit_code: int = 2
+    code: str = "error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+# --- usage, input and configuration: nothing was submitted (exit 2) ------------------
+
+
+class UsageError(BatchgraderError):
+    """The command line asks for something impossible."""
+
+    code = "usage"
+
+
+class ConfigError(BatchgraderError):
+    """A settings file, environment variable or flag holds an invalid value."""
+
+    code = "config"
+
+
+class InputFileError(BatchgraderError):
+    """An input file is missing, unreadable, malformed or lacks what is needed."""
+
+    code = "input"
+
+
+class PromptError(BatchgraderError):
+    """A prompt file or preset is invalid or references unknown columns."""
+
+    code = "prompt"
+
+
+class PricingFileError(BatchgraderError):
+    """The pricing table is missing or malformed."""
+
+    code = "pricing_file"
+
+
+class UnknownModelError(BatchgraderError):
+    """A model has no price and ``--allow-unpriced`` was not given."""
+
+    code = "unknown_model"
+
+
+class TokenizerUnavailable(BatchgraderError):
+    """tiktoken could not load its encoding (usually offline on first use)."""
+
+    code = "tokenizer"
+
+
+class PlanError(BatchgraderError):
+    """The work cannot be cut into batches the API accepts."""
+
+    code = "plan"
+
+
+class OutputExistsError(BatchgraderError):
+    """A file would be overwritten without ``--overwrite``."""
+
+    code = "output_exists"
+
+
+class BudgetExceeded(BatchgraderError):
+    """A run would exceed a configured token or cost limit."""
+
+    code = "budget"
+
+
+class JobNotFound(BatchgraderError):
+    """No job with that id is in the ledger."""
+
+    code = "job_not_found"
+
+
+class MissingApiKey(BatchgraderError):
+    """A command needs an API key and none is configured."""
+
+    code = "api_key"
+
+
+# --- the provider or the run failed (exit 1) ------------------------------------------
+
+
+class ProviderError(BatchgraderError):
+    """The API refused or failed a call after the retry budget was spent."""
+
+    exit_code = 1
+    code = "provider"
+
+
+class QuotaExhausted(ProviderError):
+    """The account has no quota or credits left; retrying cannot help."""
+
+    code = "insufficient_quota"
+
+
+class RunFailed(BatchgraderError):
+    """A run finished but some rows or batches failed."""
+
+    exit_code = 1
+    code = "run_failed"
+
+
+class Interrupted(BatchgraderError):
+    """The user pressed Ctrl-C; state is saved and the job can be resumed."""
+
+    exit_code = 130
+    code = "interrupted"

@@ -1,0 +1,186 @@
+"""Model prices (USD per 1M tokens) and cost math in ``Decimal``.
+
+The table is ``pricing.csv``, packaged with batchgrader and generated from the
+``genai-prices`` data by ``scripts/gen_pricing.py``; ``paths.pricing_file`` points at a
+user's own table instead. A missing or malformed table is a hard error: a cost is never
+silently zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+
+from batchgrader.errors import PricingFileError, UnknownModelError
+
+COLUMNS = (
+    "model",
+    "input",
+    "cached_input",
+    "output",
+    "batch_input",
+    "batch_cached_input",
+    "batch_output",
+)
+PER_TOKENS = Decimal(1_000_000)
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
+
+
+@dataclass(frozen=True)
+class Rates:
+    """USD per 1M tokens for one kind of call."""
+
+    input: Decimal
+    cached_input: Decimal
+    output: Decimal
+
+
+@dataclass(frozen=True)
+class Price:
+    """A model's standard and Batch API rates."""
+
+    model: str
+    standard: Rates
+    batch: Rates
+
+    def rates(self, *, batch: bool) -> Rates:
+        return self.batch if batch else self.standard
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens of one or many requests (cached and reasoning tokens are subsets)."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.input_tokens + other.input_tokens,
+            self.cached_input_tokens + other.cached_input_tokens,
+            self.output_tokens + other.output_tokens,
+            self.reasoning_tokens + other.reasoning_tokens,
+        )
+
+
+def cost(price: Price, usage: Usage, *, batch: bool = True) -> Decimal:
+    """Exact cost of ``usage``; cached input is billed at its own rate."""
+    rates = price.rates(batch=batch)
+    cached = min(usage.cached_input_tokens, usage.input_tokens)
+    total = (
+        (usage.input_tokens - cached) * rates.input
+        + cached * rates.cached_input
+        + usage.output_tokens * rates.output
+    )
+    return total / PER_TOKENS
+
+
+class PriceTable:
+    """Prices by model, with snapshot and alias resolution."""
+
+    def __init__(self, prices: dict[str, Price], source: str) -> None:
+        self._prices = prices
+        self.source = source
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> PriceTable:
+        """Load ``path``, or the packaged table when ``path`` is None."""
+        if path is None:
+            resource = resources.files("batchgrader") / "pricing.csv"
+            try:
+                text = resource.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise PricingFileError(
+                    f"The packaged pricing.csv cannot be read: {exc}",
+                    hint="Reinstall batchgrader, or set paths.pricing_file.",
+                ) from None
+            return cls(_parse(text, "packaged pricing.csv"), "packaged pricing.csv")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PricingFileError(
+                f"Pricing file {path} does not exist.",
+                hint="Fix paths.pricing_file, or unset it to use the packaged prices.",
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PricingFileError(f"Pricing file {path} cannot be read: {exc}") from None
+        return cls(_parse(text, str(path)), str(path))
+
+    @property
+    def models(self) -> list[str]:
+        return sorted(self._prices)
+
+    def find(self, model: str) -> Price | None:
+        """The price of ``model``, resolving dated snapshots; None when unknown."""
+        name = model.strip().lower().removeprefix("openai/")
+        while True:
+            if name in self._prices:
+                return self._prices[name]
+            stripped = _SNAPSHOT.sub("", name)
+            if stripped == name:
+                return None
+            name = stripped
+
+    def resolve(self, model: str) -> Price:
+        """The price of ``model``, or ``UnknownModelError`` listing close matches."""
+        price = self.find(model)
+        if price is not None:
+            return price
+        close = difflib.get_close_matches(model.lower(), self.models, n=4, cutoff=0.5)
+        suggestion = f" Close matches: {', '.join(close)}." if close else ""
+        raise UnknownModelError(
+            f"No price for model '{model}' in {self.source}.{suggestion}",
+            hint="Pass --allow-unpriced to run without a cost estimate, "
+            "or add the model to a pricing file (paths.pricing_file).",
+        )
+
+
+def _parse(text: str, source: str) -> dict[str, Price]:
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if header is None or tuple(h.strip() for h in header) != COLUMNS:
+        raise PricingFileError(
+            f"{source}: the header must be {','.join(COLUMNS)}, got {','.join(header or [])!r}."
+        )
+    prices: dict[str, Price] = {}
+    for line, row in enumerate(reader, start=2):
+        if not row or not "".join(row).strip():
+            continue
+        if len(row) != len(COLUMNS):
+            raise PricingFileError(
+                f"{source}, line {line}: expected {len(COLUMNS)} fields, got {len(row)}."
+            )
+        model = row[0].strip().lower()
+        values: list[Decimal] = []
+        for name, raw in zip(COLUMNS[1:], row[1:], strict=True):
+            try:
+                value = Decimal(raw.strip())
+            except InvalidOperation:
+                raise PricingFileError(
+                    f"{source}, line {line}: {name} of {model} is not a number: {raw!r}."
+                ) from None
+            if not value.is_finite() or value < 0:
+                raise PricingFileError(
+                    f"{source}, line {line}: {name} of {model} must be a price >= 0."
+                )
+            values.append(value)
+        if not model:
+            raise PricingFileError(f"{source}, line {line}: the model name is empty.")
+        if model in prices:
+            raise PricingFileError(f"{source}, line {line}: {model} is listed twice.")
+        prices[model] = Price(model, Rates(*values[:3]), Rates(*values[3:]))
+    if not prices:
+        raise PricingFileError(f"{source} lists no models.")
+    return prices

@@ -1,0 +1,49 @@
+"""Test isolation: every test gets its own home, working dir and a clean environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from batchgrader.cli import app
+
+SHARED_TIKTOKEN_CACHE = Path(__file__).resolve().parents[2] / "shared" / "tiktoken-cache"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point every per-user location at tmp, drop provider env vars, run in a temp cwd."""
+    for name in list(os.environ):
+        if name.startswith(("OPENAI_", "BATCHGRADER_")):
+            monkeypatch.delenv(name)
+    home = tmp_path / "bg-home"
+    monkeypatch.setenv("BATCHGRADER_HOME", str(home))
+    if SHARED_TIKTOKEN_CACHE.is_dir() and "TIKTOKEN_CACHE_DIR" not in os.environ:
+        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(SHARED_TIKTOKEN_CACHE))
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.fixture
+def home(isolated_env: Path) -> Path:
+    """The BATCHGRADER_HOME of this test."""
+    return isolated_env.parent / "bg-home"
+
+
+@pytest.fixture
+def bg() -> Callable[..., Result]:
+    """Invoke the batchgrader app in-process: ``bg("count", path, "--json")``."""
+    runner = CliRunner()
+
+    def invoke(*args: object, input: str | None = None) -> Result:
+        return runner.invoke(app, [str(a) for a in args], input=input)
+
+    return invoke
