@@ -79,6 +79,9 @@ class RequestSettings(_Section):
     temperature: float | None = Field(
         None, ge=0, le=2, description="Sampling temperature (unset: model default)."
     )
+    structured_output: bool = Field(
+        True, description="Ask for a JSON-schema answer (off: plain text)."
+    )
     expected_output_tokens: int | None = Field(
         None, gt=0, description="Output tokens per row for the expected cost."
     )

@@ -11,6 +11,8 @@ from batchgrader import __version__
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._errors import BoundaryGroup
 from batchgrader.cli.config import config_app
+from batchgrader.cli.count import count
+from batchgrader.cli.grade import grade
 
 app = typer.Typer(
     name="batchgrader",
@@ -24,6 +26,8 @@ app = typer.Typer(
     epilog="Docs: docs/ in the repository. Exit codes: 0 ok, 1 rows or batches failed, "
     "2 bad usage or input (nothing submitted), 130 interrupted.",
 )
+app.command()(grade)
+app.command()(count)
 app.add_typer(config_app, name="config")
 
 

@@ -63,3 +63,30 @@ AllowUnpricedOption = Annotated[
     bool,
     typer.Option("--allow-unpriced", help="Run with a model that has no price (costs unknown)."),
 ]
+ExpectedOutputOption = Annotated[
+    int | None,
+    typer.Option(
+        "--expected-output-tokens",
+        help="Output tokens per row for the expected cost [request.expected_output_tokens].",
+    ),
+]
+
+
+def request_overrides(
+    *,
+    column: str | None,
+    prompt: str | None,
+    examples: Path | None,
+    model: str | None,
+    endpoint: str | None,
+    max_tokens: int | None,
+) -> dict[str, object]:
+    """The request-shaping flags as dotted setting overrides (None = not given)."""
+    return {
+        "request.response_field": column,
+        "request.prompt": prompt,
+        "request.examples_file": examples,
+        "request.model": model,
+        "request.endpoint": endpoint,
+        "request.max_tokens_per_response": max_tokens,
+    }

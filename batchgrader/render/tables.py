@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from batchgrader.config_report import ConfigReport, PathReport
+from batchgrader.estimate import CountReport
+from batchgrader.planning import DryRun
 
 
 def settings_table(report: ConfigReport) -> Table:
@@ -35,3 +39,111 @@ def paths_table(report: PathReport) -> Table:
     for row in report.paths:
         table.add_row(Text(row.name), Text(str(row.path)), "yes" if row.exists else "no")
     return table
+
+
+def money(value: Decimal | None) -> str:
+    """Dollars for people, rounded by size (exact values are in --json)."""
+    if value is None:
+        return "unknown"
+    if value < Decimal("0.01"):
+        return f"${value:.6f}"
+    if value < 1:
+        return f"${value:.4f}"
+    return f"${value:,.2f}"
+
+
+def count_table(report: CountReport) -> Group:
+    priced = report.priced_as or "unpriced"
+    window = f"{report.context_window:,}" if report.context_window else "unknown"
+    header = Text.assemble(
+        ("Model ", "dim"),
+        (report.model, "bold"),
+        (f" (priced as {priced})", "dim"),
+        ("  encoding ", "dim"),
+        report.encoding,
+        ("  endpoint ", "dim"),
+        report.endpoint,
+        ("  prompt ", "dim"),
+        report.prompt,
+        ("  context window ", "dim"),
+        window,
+    )
+    files = list(report.files) + ([report.total] if report.total else [])
+    tokens = Table(title="Tokens (exact, as sent)", title_justify="left")
+    tokens.add_column("file", overflow="fold", min_width=12)
+    for name in (
+        "rows",
+        "skipped",
+        "requests",
+        "input tokens",
+        "mean",
+        "max (row)",
+        "over context",
+    ):
+        tokens.add_column(name, justify="right")
+    costs = Table(
+        title="Cost estimate (Batch API; synchronous beside)",
+        title_justify="left",
+        caption="input: exact; expected: typical answer size; worst: max_tokens_per_response",
+        caption_justify="left",
+    )
+    costs.add_column("file", overflow="fold", min_width=12)
+    for name in ("input", "expected", "worst", "sync expected"):
+        costs.add_column(name, justify="right")
+    for f in files:
+        last = report.total is not None and f is report.files[-1]
+        tokens.add_row(
+            Text(f.path),
+            f"{f.rows:,}",
+            f"{f.skipped:,}",
+            f"{f.requests:,}",
+            f"{f.input_tokens:,}",
+            f"{f.mean_tokens:,.1f}",
+            f"{f.max_tokens:,}" + (f" ({f.max_row})" if f.max_row else ""),
+            Text(f"{f.over_context:,}", style="red" if f.over_context else ""),
+            end_section=last,
+        )
+        c = f.cost
+        costs.add_row(
+            Text(f.path),
+            money(c.input if c else None),
+            money(c.total_expected if c else None),
+            money(c.total_worst if c else None),
+            money(c.sync_total_expected if c else None),
+            end_section=last,
+        )
+    return Group(header, tokens, costs)
+
+
+def dry_run_table(report: DryRun) -> Group:
+    parts: list[RenderableType] = []
+    for plan in report.plans:
+        table = Table(
+            title=f"{plan.input}: {plan.rows:,} rows, {plan.requests:,} requests, "
+            f"{plan.skipped:,} skipped, {plan.tokens:,} input tokens",
+            title_justify="left",
+            caption=f"Request files in {plan.folder}",
+            caption_justify="left",
+        )
+        for name in ("chunk", "rows", "requests", "tokens", "bytes", "file"):
+            table.add_column(name, justify="left" if name in ("rows", "file") else "right")
+        for c in plan.chunks:
+            table.add_row(
+                str(c.index + 1),
+                f"{c.first_row + 1:,}-{c.last_row + 1:,}",
+                f"{c.requests:,}",
+                f"{c.tokens:,}",
+                f"{c.bytes:,}",
+                c.file,
+            )
+        parts.append(table)
+    e = report.estimate
+    parts.append(
+        Text.assemble(
+            ("Estimated cost at Batch API rates: ", "bold"),
+            f"{money(e.total_expected if e else None)} expected, ",
+            f"{money(e.total_worst if e else None)} worst case ",
+            (f"(synchronous: {money(e.sync_total_expected if e else None)})", "dim"),
+        )
+    )
+    return Group(*parts)

@@ -1,0 +1,283 @@
+"""Input and output files: CSV, TSV, JSON (array of objects), JSONL and Parquet.
+
+Inputs are read lazily with polars and streamed in batches, so a big file never needs
+several copies in memory; CSV and TSV columns are read as text, so every value comes
+back out exactly as it went in. Validation happens before any work: the problems polars
+reports without a location (bad bytes, ragged rows, a broken JSON line) are located by a
+second, plain-Python look at the file, on the failure path only. Outputs are written
+atomically (temporary file in the same folder, then rename). Inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import csv
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+from batchgrader.errors import InputFileError, UsageError
+
+Format = Literal["csv", "tsv", "json", "jsonl", "parquet"]
+FORMATS: dict[str, Format] = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+}
+_SEPARATORS = {"csv": ",", "tsv": "\t"}
+_STREAM_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """A validated input: its path, format, columns and row count."""
+
+    path: Path
+    format: Format
+    columns: tuple[str, ...]
+    rows: int
+
+    def scan(self, columns: list[str] | None = None) -> pl.LazyFrame:
+        """A lazy frame of the file (only ``columns`` when given)."""
+        lf = _scan(self.path, self.format)
+        return lf.select(columns) if columns is not None else lf
+
+    def iter_batches(
+        self, columns: list[str], batch_rows: int = _STREAM_ROWS
+    ) -> Iterator[pl.DataFrame]:
+        """The chosen columns in input order, ``batch_rows`` rows at a time."""
+        lf = self.scan(columns)
+        try:
+            yield from lf.collect_batches(chunk_size=batch_rows)
+        except pl.exceptions.PolarsError as exc:
+            raise _located_error(self.path, self.format, exc) from None
+
+
+def parse_format(name: str | None) -> Format | None:
+    """A ``--format`` value, or None when not given."""
+    if name is None:
+        return None
+    key = "." + name.lower().lstrip(".")
+    if key not in FORMATS:
+        raise UsageError(
+            f"Unknown format '{name}'.",
+            hint="Use one of: " + ", ".join(sorted(set(FORMATS.values()))) + ".",
+        )
+    return FORMATS[key]
+
+
+def format_of(path: Path, override: Format | None = None) -> Format:
+    """The format of ``path``: the override, else its extension."""
+    if override is not None:
+        return override
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise UsageError(
+            f"{path}: unsupported file type '{path.suffix or '(none)'}'.",
+            hint="Supported: .csv, .tsv, .json, .jsonl, .parquet (or pass --format).",
+        )
+    return fmt
+
+
+def discover(paths: list[Path], input_dir: Path, override: Format | None = None) -> list[Path]:
+    """Expand FILE arguments (files or folders) into the input files, in order.
+
+    With no argument the configured ``input_dir`` is used. A folder contributes every
+    supported file inside it (sorted, not recursive); a folder with none is an error.
+    """
+    if not paths:
+        if not input_dir.is_dir():
+            raise UsageError(
+                f"No FILE given and the input folder '{input_dir}' does not exist.",
+                hint="Pass a file, or set paths.input_dir.",
+            )
+        paths = [input_dir]
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            inside = sorted(
+                p
+                for p in path.iterdir()
+                if p.is_file() and (override is not None or p.suffix.lower() in FORMATS)
+            )
+            if not inside:
+                raise UsageError(
+                    f"{path}: the folder holds no supported file.",
+                    hint="Supported: .csv, .tsv, .json, .jsonl, .parquet.",
+                )
+            found.extend(inside)
+        elif path.exists():
+            format_of(path, override)
+            found.append(path)
+        else:
+            raise InputFileError(f"{path}: no such file or folder.")
+    return found
+
+
+def open_input(path: Path, override: Format | None = None) -> InputFile:
+    """Validate the file's shape (not yet its values) and return it as an ``InputFile``."""
+    fmt = format_of(path, override)
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except PermissionError:
+        raise InputFileError(f"{path}: permission denied.") from None
+    except OSError as exc:
+        raise InputFileError(f"{path}: cannot be read ({exc.strerror}).") from None
+    if size == 0 or not head.strip():
+        raise InputFileError(f"{path}: the file is empty.")
+    if fmt in _SEPARATORS:
+        _check_header(path, head, _SEPARATORS[fmt])
+    if fmt == "json" and not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
+        raise InputFileError(
+            f"{path}: a .json input must be an array of objects.",
+            hint="Use .jsonl for one object per line.",
+        )
+    lf = _scan(path, fmt)
+    try:
+        columns = tuple(lf.collect_schema().names())
+        rows = int(lf.select(pl.len()).collect().item())
+    except pl.exceptions.PolarsError as exc:
+        raise _located_error(path, fmt, exc) from None
+    if rows == 0:
+        raise InputFileError(f"{path}: the file has a header but no rows.")
+    return InputFile(path=path, format=fmt, columns=columns, rows=rows)
+
+
+def require_columns(source: InputFile, needed: list[str], what: str) -> None:
+    """Fail if any of ``needed`` is not a column, listing the columns that exist."""
+    missing = [c for c in needed if c not in source.columns]
+    if missing:
+        raise InputFileError(
+            f"{source.path}: no column {', '.join(repr(c) for c in missing)} ({what}).",
+            hint="Columns in the file: " + ", ".join(source.columns) + ".",
+        )
+
+
+def _scan(path: Path, fmt: Format) -> pl.LazyFrame:
+    if fmt in _SEPARATORS:
+        return pl.scan_csv(
+            path,
+            separator=_SEPARATORS[fmt],
+            infer_schema=False,
+            empty_string_is_null=False,
+            missing_columns="raise",
+            raise_if_empty=True,
+        )
+    if fmt == "jsonl":
+        return pl.scan_ndjson(path, infer_schema_length=None)
+    if fmt == "parquet":
+        return pl.scan_parquet(path)
+    try:
+        return pl.read_json(path, infer_schema_length=None).lazy()
+    except pl.exceptions.PolarsError as exc:
+        raise _located_error(path, fmt, exc) from None
+
+
+def _check_header(path: Path, head: bytes, separator: str) -> None:
+    first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
+    names = next(csv.reader([first], delimiter=separator), [])
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise InputFileError(f"{path}: the column name '{name}' appears twice in the header.")
+        seen.add(name)
+
+
+def _located_error(path: Path, fmt: Format, exc: Exception) -> InputFileError:
+    """Turn a polars error into one message that names the line where possible."""
+    where = _locate_problem(path, fmt)
+    if where is not None:
+        return InputFileError(f"{path}: {where}.")
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InputFileError(f"{path}: cannot be read as {fmt.upper()}: {detail}.")
+
+
+def _locate_problem(path: Path, fmt: Format) -> str | None:
+    """Find the first bad line with the standard library (failure path only)."""
+    if fmt == "parquet":
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                line += block.count(b"\n", 0, err.start)
+                return f"line {line} is not valid UTF-8 (byte {err.object[err.start]:#04x})"
+            line += block.count(b"\n")
+    if fmt == "jsonl":
+        with path.open(encoding="utf-8") as text:
+            for number, raw in enumerate(text, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    value = json.loads(raw)
+                except json.JSONDecodeError as err:
+                    return f"line {number} is not valid JSON ({err.msg})"
+                if not isinstance(value, dict):
+                    return f"line {number} is not a JSON object"
+        return None
+    if fmt == "json":
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            return f"invalid JSON at line {err.lineno}, column {err.colno} ({err.msg})"
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            return "a .json input must be an array of objects"
+        return None
+    with path.open(encoding="utf-8-sig", newline="") as text:
+        reader = csv.reader(text, delimiter=_SEPARATORS[fmt], strict=True)
+        try:
+            width = len(next(reader))
+            for record in reader:
+                if len(record) != width:
+                    return (
+                        f"row ending on line {reader.line_num} has {len(record)} fields, "
+                        f"the header has {width}"
+                    )
+        except csv.Error as err:
+            return f"malformed CSV near line {reader.line_num}: {err}"
+    return None
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def write_frame(df: pl.DataFrame, path: Path, fmt: Format) -> None:
+    """Write ``df`` to ``path`` atomically in ``fmt`` (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        if fmt in _SEPARATORS:
+            df.write_csv(tmp, separator=_SEPARATORS[fmt])
+        elif fmt == "jsonl":
+            df.write_ndjson(tmp)
+        elif fmt == "json":
+            df.write_json(tmp)
+        else:
+            df.write_parquet(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` that replaces it only if the block succeeds."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,214 @@
+"""Token counts and cost estimates of input files, before anything is spent.
+
+Input tokens are exact (the requests as they would be sent); output tokens are an
+estimate: the expected answer's size (from the answer format, or
+``request.expected_output_tokens``) and the worst case (``max_tokens_per_response``).
+Costs are at Batch API rates with the synchronous price beside them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from batchgrader.pricing import Usage, cost
+from batchgrader.requestspec import RequestSpec
+from batchgrader.tokens import Counter, context_window
+from batchgrader.workload import RowBatch, Workload
+
+#: Tokens assumed per free-text field of the answer (reasoning, comments).
+TOKENS_PER_TEXT_FIELD = 60
+
+
+class CostEstimate(BaseModel):
+    """USD, exact for input, estimated for output; None when the model has no price."""
+
+    input: Decimal
+    output_expected: Decimal
+    output_worst: Decimal
+    total_expected: Decimal
+    total_worst: Decimal
+    sync_total_expected: Decimal
+    sync_total_worst: Decimal
+
+
+class FileCount(BaseModel):
+    """Counts of one file (or the total of several)."""
+
+    path: str
+    rows: int
+    skipped: int
+    requests: int
+    input_tokens: int
+    mean_tokens: float
+    max_tokens: int
+    max_row: int | None
+    over_context: int
+    expected_output_tokens: int
+    worst_output_tokens: int
+    cost: CostEstimate | None
+
+
+class CountReport(BaseModel):
+    """What ``batchgrader count`` prints."""
+
+    model: str
+    priced_as: str | None
+    encoding: str
+    endpoint: str
+    prompt: str
+    context_window: int | None
+    files: list[FileCount]
+    total: FileCount | None
+
+
+def expected_output_tokens(spec: RequestSpec, override: int | None) -> int:
+    """Tokens of a typical answer, capped by max_tokens_per_response."""
+    if override is not None:
+        return min(override, spec.options.max_tokens)
+    counter: Counter = spec.counter
+    if not spec.options.structured:
+        return min(counter.count(str(spec.prompt.scale.max)), spec.options.max_tokens)
+    schema = spec.prompt.answer_schema()
+    sample: dict[str, Any] = {}
+    text_fields = 0
+    for name, prop in schema["properties"].items():
+        kind = prop.get("type")
+        if kind == "string":
+            sample[name] = prop["enum"][0] if prop.get("enum") else ""
+            text_fields += 0 if prop.get("enum") else 1
+        elif kind == "boolean":
+            sample[name] = True
+        elif kind in ("integer", "number"):
+            sample[name] = prop.get("maximum", spec.prompt.scale.max)
+        else:
+            sample[name] = None
+    tokens = counter.count(json.dumps(sample)) + text_fields * TOKENS_PER_TEXT_FIELD
+    return min(tokens, spec.options.max_tokens)
+
+
+class _Tally:
+    """Accumulates one file's counts across streamed batches."""
+
+    def __init__(self, window: int | None, max_output: int) -> None:
+        self.rows = self.skipped = self.requests = self.tokens = 0
+        self.max_tokens = 0
+        self.max_row: int | None = None
+        self.over_context = 0
+        self._limit = None if window is None else window - max_output
+
+    def add(self, batch: RowBatch) -> None:
+        self.rows += batch.n_rows
+        self.skipped += len(batch.skipped)
+        self.requests += len(batch.rows)
+        self.tokens += sum(batch.tokens)
+        if batch.tokens:
+            top = max(range(len(batch.tokens)), key=batch.tokens.__getitem__)
+            if batch.tokens[top] > self.max_tokens:
+                self.max_tokens = batch.tokens[top]
+                self.max_row = batch.rows[top] + 1
+        if self._limit is not None:
+            self.over_context += sum(1 for t in batch.tokens if t > self._limit)
+
+
+def count_files(
+    paths: Iterable[Path], spec: RequestSpec, expected_override: int | None
+) -> CountReport:
+    """Count every file; each is fully validated before the next is opened."""
+    window = context_window(spec.options.model)
+    expected = expected_output_tokens(spec, expected_override)
+    files: list[FileCount] = []
+    for path in paths:
+        workload = Workload.open(
+            path,
+            prompt=spec.prompt,
+            text_column=spec.text_column,
+            options=spec.options,
+            counter=spec.counter,
+            fmt=spec.format,
+            fail_on_empty=spec.fail_on_empty,
+        )
+        tally = _Tally(window, spec.options.max_tokens)
+        for batch in workload.batches():
+            tally.add(batch)
+        files.append(_file_count(str(path), tally, expected, spec))
+    total = _total(files, spec) if len(files) > 1 else None
+    return CountReport(
+        model=spec.options.model,
+        priced_as=spec.price.model if spec.price else None,
+        encoding=spec.counter.encoding,
+        endpoint=spec.options.endpoint,
+        prompt=spec.prompt.name,
+        context_window=window,
+        files=files,
+        total=total,
+    )
+
+
+def estimate_cost(
+    spec: RequestSpec, input_tokens: int, output_expected: int, output_worst: int
+) -> CostEstimate | None:
+    """Batch and synchronous cost of a workload; None when the model is unpriced."""
+    if spec.price is None:
+        return None
+    price = spec.price
+    batch_in = cost(price, Usage(input_tokens=input_tokens))
+    exp_out = cost(price, Usage(output_tokens=output_expected))
+    worst_out = cost(price, Usage(output_tokens=output_worst))
+    sync_in = cost(price, Usage(input_tokens=input_tokens), batch=False)
+    return CostEstimate(
+        input=batch_in,
+        output_expected=exp_out,
+        output_worst=worst_out,
+        total_expected=batch_in + exp_out,
+        total_worst=batch_in + worst_out,
+        sync_total_expected=sync_in
+        + cost(price, Usage(output_tokens=output_expected), batch=False),
+        sync_total_worst=sync_in + cost(price, Usage(output_tokens=output_worst), batch=False),
+    )
+
+
+def _file_count(path: str, tally: _Tally, expected: int, spec: RequestSpec) -> FileCount:
+    exp_out = tally.requests * expected
+    worst_out = tally.requests * spec.options.max_tokens
+    return FileCount(
+        path=path,
+        rows=tally.rows,
+        skipped=tally.skipped,
+        requests=tally.requests,
+        input_tokens=tally.tokens,
+        mean_tokens=round(tally.tokens / tally.requests, 1) if tally.requests else 0.0,
+        max_tokens=tally.max_tokens,
+        max_row=tally.max_row,
+        over_context=tally.over_context,
+        expected_output_tokens=exp_out,
+        worst_output_tokens=worst_out,
+        cost=estimate_cost(spec, tally.tokens, exp_out, worst_out),
+    )
+
+
+def _total(files: list[FileCount], spec: RequestSpec) -> FileCount:
+    requests = sum(f.requests for f in files)
+    tokens = sum(f.input_tokens for f in files)
+    top = max(files, key=lambda f: f.max_tokens)
+    exp_out = sum(f.expected_output_tokens for f in files)
+    worst_out = sum(f.worst_output_tokens for f in files)
+    return FileCount(
+        path="total",
+        rows=sum(f.rows for f in files),
+        skipped=sum(f.skipped for f in files),
+        requests=requests,
+        input_tokens=tokens,
+        mean_tokens=round(tokens / requests, 1) if requests else 0.0,
+        max_tokens=top.max_tokens,
+        max_row=None,
+        over_context=sum(f.over_context for f in files),
+        expected_output_tokens=exp_out,
+        worst_output_tokens=worst_out,
+        cost=estimate_cost(spec, tokens, exp_out, worst_out),
+    )

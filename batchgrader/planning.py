@@ -1,0 +1,179 @@
+"""Turn a workload into chunk files of request JSONL under the batch limits.
+
+One streaming pass: each prepared row is offered to the chunk planner and its line is
+appended to the file of the chunk it landed in, so planning needs no second read and
+memory stays flat. Files are built in a temporary folder that replaces the target only
+when complete: a failure never leaves a partial plan behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from pydantic import BaseModel
+
+from batchgrader.chunking import Chunk, ChunkPlanner, Limits, forced_boundaries
+from batchgrader.estimate import CostEstimate, estimate_cost, expected_output_tokens
+from batchgrader.requestspec import RequestSpec
+from batchgrader.settings import Settings
+from batchgrader.workload import Workload
+
+
+class ChunkSpec(BaseModel):
+    """A planned chunk and its request file."""
+
+    index: int
+    first_row: int
+    last_row: int
+    requests: int
+    tokens: int
+    bytes: int
+    file: str
+
+    @classmethod
+    def of(cls, chunk: Chunk, file: str) -> ChunkSpec:
+        return cls(
+            index=chunk.index,
+            first_row=chunk.first_row,
+            last_row=chunk.last_row,
+            requests=chunk.requests,
+            tokens=chunk.tokens,
+            bytes=chunk.bytes,
+            file=file,
+        )
+
+
+class Plan(BaseModel):
+    """The chunk plan of one input file."""
+
+    input: str
+    rows: int
+    requests: int
+    skipped: int
+    tokens: int
+    folder: str
+    chunks: list[ChunkSpec]
+
+
+def chunk_file_name(index: int) -> str:
+    return f"chunk-{index:04d}.jsonl"
+
+
+def write_plan(
+    workload: Workload, limits: Limits, folder: Path, *, force_chunk_count: int = 0
+) -> Plan:
+    """Build every chunk's request file in ``folder`` (replaced atomically)."""
+    folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    planner = ChunkPlanner(limits, forced_boundaries(workload.source.rows, force_chunk_count))
+    handle: IO[bytes] | None = None
+    requests = tokens = skipped = 0
+    try:
+        for batch in workload.batches(with_lines=True):
+            assert batch.lines is not None
+            skip_iter = iter(batch.skipped)
+            next_skip = next(skip_iter, None)
+            for row, count, line in zip(batch.rows, batch.tokens, batch.lines, strict=True):
+                while next_skip is not None and next_skip < row:
+                    planner.skip(next_skip)
+                    next_skip = next(skip_iter, None)
+                data = line.encode("utf-8") + b"\n"
+                if planner.add(row, count, len(data)):
+                    if handle is not None:
+                        handle.close()
+                    name = chunk_file_name(len(planner.chunks))
+                    handle = open(staging / name, "wb")  # noqa: SIM115 - closed on rollover
+                assert handle is not None  # the first row always opens a chunk
+                handle.write(data)
+                requests += 1
+                tokens += count
+            for rest in [next_skip, *skip_iter]:
+                if rest is not None:
+                    planner.skip(rest)
+            skipped += len(batch.skipped)
+        if handle is not None:
+            handle.close()
+            handle = None
+        chunks = planner.finish(workload.source.rows)
+        for path in staging.iterdir():
+            os.chmod(path, 0o600)
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.replace(staging, folder)
+    finally:
+        if handle is not None:
+            handle.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    return Plan(
+        input=str(workload.source.path),
+        rows=workload.source.rows,
+        requests=requests,
+        skipped=skipped,
+        tokens=tokens,
+        folder=str(folder),
+        chunks=[ChunkSpec.of(c, chunk_file_name(c.index)) for c in chunks],
+    )
+
+
+def limits_for(settings: Settings, model: str, learned_enqueued: int | None = None) -> Limits:
+    """The chunk limits in force for ``model``."""
+    configured = settings.run.max_enqueued_tokens.get(model)
+    caps = [c for c in (configured, learned_enqueued) if c is not None]
+    return Limits(
+        tokens=settings.chunking.split_token_limit,
+        rows=settings.chunking.split_row_limit,
+        enqueued_tokens=min(caps) if caps else None,
+    )
+
+
+class DryRun(BaseModel):
+    """What ``grade --dry-run`` did: the plans and request files, and the estimate."""
+
+    model: str
+    endpoint: str
+    plans: list[Plan]
+    estimate: CostEstimate | None
+    expected_output_tokens: int
+
+
+def dry_run(paths: list[Path], spec: RequestSpec, settings: Settings) -> DryRun:
+    """Write the exact request files ``grade`` would upload, one folder per input."""
+    limits = limits_for(settings, spec.options.model)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    workloads = [
+        Workload.open(
+            path,
+            prompt=spec.prompt,
+            text_column=spec.text_column,
+            options=spec.options,
+            counter=spec.counter,
+            fmt=spec.format,
+            fail_on_empty=spec.fail_on_empty,
+        )
+        for path in paths
+    ]
+    plans = []
+    for workload in workloads:
+        folder = settings.paths.output_dir / f"dry-run-{workload.source.path.stem}-{stamp}"
+        plans.append(
+            write_plan(
+                workload, limits, folder, force_chunk_count=settings.chunking.force_chunk_count
+            )
+        )
+    expected = expected_output_tokens(spec, settings.request.expected_output_tokens)
+    requests = sum(p.requests for p in plans)
+    estimate = estimate_cost(
+        spec, sum(p.tokens for p in plans), requests * expected, requests * spec.options.max_tokens
+    )
+    return DryRun(
+        model=spec.options.model,
+        endpoint=spec.options.endpoint,
+        plans=plans,
+        estimate=estimate,
+        expected_output_tokens=expected,
+    )
