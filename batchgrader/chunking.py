@@ -64,12 +64,14 @@ class ChunkPlanner:
 
     Rows that are skipped (never sent) still belong to a chunk's row range; pass them
     with ``skip``. ``boundaries`` (from a forced chunk count) are rows that must start
-    a new chunk; the limits still apply between them.
+    a new chunk (the first sent row at or after a skipped boundary starts it instead);
+    the limits still apply between them.
     """
 
     def __init__(self, limits: Limits, boundaries: frozenset[int] = frozenset()) -> None:
         self.limits = limits
         self.boundaries = boundaries
+        self._pending_boundaries = sorted(boundaries, reverse=True)
         self.chunks: list[Chunk] = []
         self._first: int | None = None
         self._last = -1
@@ -98,12 +100,17 @@ class ChunkPlanner:
                 tokens,
                 cap,
             )
+        crossed = False
+        pending = self._pending_boundaries
+        while pending and pending[-1] <= row:
+            pending.pop()
+            crossed = True
         opened = False
         if self._requests and (
             self._requests + 1 > lim.row_cap
             or self._bytes + nbytes > lim.max_bytes
             or (cap is not None and self._tokens + tokens > cap)
-            or row in self.boundaries
+            or crossed
         ):
             self._close()
         if self._first is None:

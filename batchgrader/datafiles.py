@@ -137,8 +137,12 @@ def open_input(path: Path, override: Format | None = None) -> InputFile:
         raise InputFileError(f"{path}: cannot be read ({exc.strerror}).") from None
     if size == 0 or not head.strip():
         raise InputFileError(f"{path}: the file is empty.")
+    csv_rows: int | None = None
     if fmt in _SEPARATORS:
         _check_header(path, head, _SEPARATORS[fmt])
+        # polars fills short rows with empty strings and counts rows without parsing
+        # quotes, so the row structure is checked (and counted) by the csv module.
+        csv_rows = _check_csv_rows(path, fmt)
     if fmt == "json" and not head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"["):
         raise InputFileError(
             f"{path}: a .json input must be an array of objects.",
@@ -150,8 +154,15 @@ def open_input(path: Path, override: Format | None = None) -> InputFile:
         rows = int(lf.select(pl.len()).collect().item())
     except pl.exceptions.PolarsError as exc:
         raise _located_error(path, fmt, exc) from None
+    if csv_rows is not None and rows != csv_rows:
+        raise InputFileError(
+            f"{path}: malformed {fmt.upper()}: {csv_rows:,} rows by the csv rules, "
+            f"{rows:,} as read (a quote inside an unquoted field?).",
+            hint='Quote fields that contain quotes, and double the quotes inside: "a ""b"" c".',
+        )
     if rows == 0:
-        raise InputFileError(f"{path}: the file has a header but no rows.")
+        what = "a header but no rows" if fmt in _SEPARATORS else "no rows"
+        raise InputFileError(f"{path}: the file has {what}.")
     return InputFile(path=path, format=fmt, columns=columns, rows=rows)
 
 
@@ -208,16 +219,9 @@ def _locate_problem(path: Path, fmt: Format) -> str | None:
     """Find the first bad line with the standard library (failure path only)."""
     if fmt == "parquet":
         return None
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line = 1
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            try:
-                decoder.decode(block)
-            except UnicodeDecodeError as err:
-                line += block.count(b"\n", 0, err.start)
-                return f"line {line} is not valid UTF-8 (byte {err.object[err.start]:#04x})"
-            line += block.count(b"\n")
+    bad_bytes = _utf8_problem(path)
+    if bad_bytes is not None:
+        return bad_bytes
     if fmt == "jsonl":
         with path.open(encoding="utf-8") as text:
             for number, raw in enumerate(text, start=1):
@@ -238,19 +242,63 @@ def _locate_problem(path: Path, fmt: Format) -> str | None:
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             return "a .json input must be an array of objects"
         return None
-    with path.open(encoding="utf-8-sig", newline="") as text:
-        reader = csv.reader(text, delimiter=_SEPARATORS[fmt], strict=True)
-        try:
-            width = len(next(reader))
-            for record in reader:
-                if len(record) != width:
-                    return (
-                        f"row ending on line {reader.line_num} has {len(record)} fields, "
-                        f"the header has {width}"
-                    )
-        except csv.Error as err:
-            return f"malformed CSV near line {reader.line_num}: {err}"
+    problem, _ = _csv_shape(path, fmt)
+    return problem
+
+
+def _utf8_problem(path: Path) -> str | None:
+    """Where the file stops being UTF-8, or None."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    line = 1
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            try:
+                decoder.decode(block)
+            except UnicodeDecodeError as err:
+                line += block.count(b"\n", 0, err.start)
+                return f"line {line} is not valid UTF-8 (byte {err.object[err.start]:#04x})"
+            line += block.count(b"\n")
     return None
+
+
+def _check_csv_rows(path: Path, fmt: Format) -> int:
+    """The data rows of a CSV/TSV file; fails at the first ragged or malformed row."""
+    problem, rows = _csv_shape(path, fmt)
+    if problem is not None:
+        raise InputFileError(f"{path}: {problem}.")
+    return rows
+
+
+def _csv_shape(path: Path, fmt: Format) -> tuple[str | None, int]:
+    """The first structural problem of a CSV/TSV file (or None) and its data rows.
+
+    A blank line is a row of empty fields (as polars reads it); any other row must
+    have as many fields as the header.
+    """
+    limit = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)  # one field may hold a whole essay
+    rows = 0
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as text:
+            reader = csv.reader(text, delimiter=_SEPARATORS[fmt], strict=True)
+            try:
+                width = len(next(reader, []))
+                for record in reader:
+                    if record and len(record) != width:
+                        return (
+                            f"row {rows + 1} (ending on line {reader.line_num}) has "
+                            f"{len(record)} field{'s' if len(record) != 1 else ''}, "
+                            f"the header has {width}",
+                            rows,
+                        )
+                    rows += 1
+            except csv.Error as err:
+                return f"malformed {fmt.upper()} near line {reader.line_num}: {err}", rows
+    except UnicodeDecodeError:
+        return _utf8_problem(path), rows
+    finally:
+        csv.field_size_limit(limit)
+    return None, rows
 
 
 # --- writing ---------------------------------------------------------------------------

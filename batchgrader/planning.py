@@ -158,8 +158,16 @@ def dry_run(paths: list[Path], spec: RequestSpec, settings: Settings) -> DryRun:
         for path in paths
     ]
     plans = []
+    used: set[str] = set()
     for workload in workloads:
-        folder = settings.paths.output_dir / f"dry-run-{workload.source.path.stem}-{stamp}"
+        # Inputs may share a stem (a/x.csv, b/x.csv, x.jsonl): each gets its own folder.
+        name = base = f"dry-run-{workload.source.path.stem}-{stamp}"
+        n = 1
+        while name in used:
+            n += 1
+            name = f"{base}-{n}"
+        used.add(name)
+        folder = settings.paths.output_dir / name
         plans.append(
             write_plan(
                 workload, limits, folder, force_chunk_count=settings.chunking.force_chunk_count

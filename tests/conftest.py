@@ -10,6 +10,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from batchgrader.cli import app
+from tests.fakes.batch_api import FakeBatchAPI
+
+FAKE_KEY = "sk-test-FAKEKEY0000000000000000000000wxyz"
 
 SHARED_TIKTOKEN_CACHE = Path(__file__).resolve().parents[2] / "shared" / "tiktoken-cache"
 
@@ -47,3 +50,21 @@ def bg() -> Callable[..., Result]:
         return runner.invoke(app, [str(a) for a in args], input=input)
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def _fake_server() -> Iterator[FakeBatchAPI]:
+    with FakeBatchAPI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_api(_fake_server: FakeBatchAPI, monkeypatch: pytest.MonkeyPatch) -> FakeBatchAPI:
+    """The fake Batch API (reset), with batchgrader pointed at it and fast polling."""
+    _fake_server.reset()
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    monkeypatch.setenv("OPENAI_BASE_URL", _fake_server.base_url)
+    monkeypatch.setenv("BATCHGRADER_RUN__POLL_INTERVAL_SECONDS", "0.001")
+    monkeypatch.setenv("BATCHGRADER_RUN__POLL_MAX_INTERVAL_SECONDS", "0.005")
+    monkeypatch.setenv("BATCHGRADER_API__MAX_RETRIES", "2")
+    return _fake_server

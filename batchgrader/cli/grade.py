@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -23,6 +24,9 @@ from batchgrader.cli._options import (
     SchemaOption,
     request_overrides,
 )
+from batchgrader.cli._run import run_grade
+from batchgrader.errors import RunFailed, UsageError
+from batchgrader.grading import GradeOptions
 from batchgrader.planning import dry_run
 from batchgrader.render import tables
 from batchgrader.requestspec import request_spec
@@ -41,6 +45,30 @@ def grade(
     input_format: FormatOption = None,
     fail_on_empty: FailOnEmptyOption = False,
     allow_unpriced: AllowUnpricedOption = False,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the graded file here.")
+    ] = None,
+    output_format: Annotated[
+        str | None,
+        typer.Option("--output-format", help="Format of the graded file (default: the input's)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing graded file.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Start a new job even if this one ran before.")
+    ] = False,
+    detach: Annotated[
+        bool,
+        typer.Option("--detach", help="Submit the batches and exit; resume later to collect."),
+    ] = False,
+    continue_on_failure: Annotated[
+        bool,
+        typer.Option(
+            "--continue-on-failure",
+            help="Run every chunk even after one fails [run.halt_on_chunk_failure=false].",
+        ),
+    ] = False,
     dry_run_flag: Annotated[
         bool,
         typer.Option(
@@ -62,6 +90,7 @@ def grade(
             endpoint=endpoint,
             max_tokens=max_tokens,
         )
+        | {"run.halt_on_chunk_failure": False if continue_on_failure else None}
     )
     settings = loaded.settings
     fmt = datafiles.parse_format(input_format)
@@ -77,3 +106,20 @@ def grade(
         app.note("[bold]Dry run: nothing is submitted, no API key is used.[/]")
         app.emit(dry_run(paths, spec, settings), tables.dry_run_table)
         return
+    app.note("[bold]Batch API: requests will be made.[/]")
+    options = GradeOptions(
+        output=output,
+        output_format=datafiles.parse_format(output_format),
+        overwrite=overwrite,
+        force=force,
+        detach=detach,
+    )
+    if output is not None and len(paths) > 1:
+        raise UsageError("--output names one file, but several inputs were given.")
+    report = run_grade(app, settings, spec, paths, options)
+    app.emit(report, tables.summary_table)
+    if any(s.status == "failed" or s.failed for s in report.files):
+        raise RunFailed(
+            "Some rows or batches failed; their rows carry llm_error in the output.",
+            hint="batchgrader grade --retry-failed (same arguments) resends only those rows.",
+        )

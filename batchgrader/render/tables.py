@@ -11,6 +11,7 @@ from rich.text import Text
 
 from batchgrader.config_report import ConfigReport, PathReport
 from batchgrader.estimate import CountReport
+from batchgrader.grading import RunReport
 from batchgrader.planning import DryRun
 
 
@@ -146,4 +147,63 @@ def dry_run_table(report: DryRun) -> Group:
             (f"(synchronous: {money(e.sync_total_expected if e else None)})", "dim"),
         )
     )
+    return Group(*parts)
+
+
+def summary_table(summaries: RunReport) -> Group:
+    parts: list[RenderableType] = []
+    table = Table(title="Run summary", title_justify="left")
+    for name in (
+        "file",
+        "status",
+        "chunks",
+        "graded",
+        "failed",
+        "skipped",
+        "invalid",
+        "input tok",
+        "cached",
+        "output tok",
+        "cost",
+        "output",
+    ):
+        table.add_column(name, overflow="fold")
+    for s in summaries.files:
+        style = "green" if s.status == "done" else ("yellow" if s.status == "submitted" else "red")
+        table.add_row(
+            Text(s.input.rsplit("/", 1)[-1]),
+            Text(s.status, style=style),
+            f"{s.chunks - s.chunks_failed}/{s.chunks}",
+            f"{s.graded:,}",
+            f"{s.failed:,}",
+            f"{s.skipped:,}",
+            f"{s.invalid_answers:,}",
+            f"{s.input_tokens:,}",
+            f"{s.cached_tokens:,}",
+            f"{s.output_tokens:,}",
+            money(Decimal(s.cost)) if s.cost is not None else "-",
+            Text(s.output or f"job {s.job_id}"),
+        )
+    parts.append(table)
+    for s in summaries.files:
+        if s.score_counts:
+            top = max(s.score_counts.values())
+            dist = Table(
+                title=f"Scores: {s.input.rsplit('/', 1)[-1]}",
+                title_justify="left",
+                show_header=False,
+                box=None,
+            )
+            for score, n in s.score_counts.items():
+                bar = "█" * max(1, round(30 * n / top))
+                dist.add_row(score, Text(bar, style="cyan"), f"{n:,}")
+            if s.invalid_answers:
+                dist.add_row("invalid", "", f"{s.invalid_answers:,}")
+            parts.append(dist)
+        for error in s.errors[:5]:
+            parts.append(Text(f"  {error}", style="red"))
+    if summaries.today_cost is not None:
+        parts.append(
+            Text(f"Spent today (all runs): {money(Decimal(summaries.today_cost))}", style="dim")
+        )
     return Group(*parts)

@@ -1,0 +1,145 @@
+"""``grade`` for one file: find or start its job, run it, merge, summarise."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+from pydantic import BaseModel
+
+from batchgrader import jobs
+from batchgrader.datafiles import Format
+from batchgrader.ledger import ChunkRow, JobRow, Ledger
+from batchgrader.openai_batch import BatchClient
+from batchgrader.requestspec import RequestSpec
+from batchgrader.runner import ChunkEvent, Clock, Identity, Runner
+from batchgrader.settings import Settings
+from batchgrader.workload import Workload
+
+log = logging.getLogger(__name__)
+
+
+class RunReport(BaseModel):
+    """Every file of one ``grade`` run."""
+
+    files: list[jobs.RunSummary]
+    today_cost: str | None = None
+
+
+@dataclass(frozen=True)
+class GradeOptions:
+    output: Path | None = None
+    output_format: Format | None = None
+    overwrite: bool = False
+    force: bool = False
+    detach: bool = False
+
+
+def open_workload(path: Path, spec: RequestSpec) -> Workload:
+    return Workload.open(
+        path,
+        prompt=spec.prompt,
+        text_column=spec.text_column,
+        options=spec.options,
+        counter=spec.counter,
+        fmt=spec.format,
+        fail_on_empty=spec.fail_on_empty,
+    )
+
+
+def find_or_create_job(
+    workload: Workload, spec: RequestSpec, settings: Settings, ledger: Ledger, force: bool
+) -> tuple[JobRow, bool]:
+    """The job of this exact input and request settings; (job, newly created)."""
+    input_hash = jobs.file_hash(workload.source.path)
+    fp = jobs.fingerprint(input_hash, jobs.request_settings(spec, settings))
+    job = ledger.job_by_fingerprint(fp)
+    if job is not None and not force:
+        return job, False
+    if job is not None:
+        ledger.set_job(job.id, status="superseded")
+    return jobs.new_job(workload, spec, settings, ledger, input_hash, fp), True
+
+
+def grade_file(
+    workload: Workload,
+    job: JobRow,
+    spec: RequestSpec,
+    settings: Settings,
+    ledger: Ledger,
+    client: BatchClient,
+    identity: Identity,
+    options: GradeOptions,
+    *,
+    on_event: Callable[[ChunkEvent], None],
+    clock: Clock | None = None,
+) -> jobs.RunSummary:
+    """Run (or re-attach to) a job and write the graded file."""
+    if job.status == "done" and job.output_path and Path(job.output_path).exists():
+        log.info("Job %s already finished: %s", job.id, job.output_path)
+        return summarise(job, ledger.chunks(job.id), None, ledger, job.output_path, "done")
+    runner = Runner(client, ledger, settings, spec, identity, on_event=on_event, clock=clock)
+    chunks = runner.run(job, detach=options.detach)
+    if any(c.status not in ("done", "failed", "halted") for c in chunks):
+        return summarise(job, chunks, None, ledger, None, "submitted")
+    target = jobs.output_path(
+        workload.source.path, settings, options.output, options.output_format, options.overwrite
+    )
+    results = jobs.write_output(
+        workload, spec, settings, job, chunks, target, options.output_format
+    )
+    failed = any(c.status != "done" for c in chunks)
+    status = "failed" if failed else "done"
+    ledger.set_job(job.id, status=status, output_path=str(target))
+    summary = summarise(job, chunks, results, ledger, str(target), status)
+    if failed or summary.failed:
+        errors_log = target.with_name(target.name + ".errors.log")
+        errors_log.write_text("\n".join(summary.errors) + "\n", encoding="utf-8")
+    return summary
+
+
+def summarise(
+    job: JobRow,
+    chunks: list[ChunkRow],
+    results: pl.DataFrame | None,
+    ledger: Ledger,
+    output: str | None,
+    status: str,
+) -> jobs.RunSummary:
+    requests = sum(c.requests for c in chunks)
+    halted = sum(c.requests for c in chunks if c.status == "halted")
+    graded = failed = invalid = 0
+    counts: dict[str, int] = {}
+    if results is not None:
+        ok = results.filter(pl.col("llm_error").is_null())
+        graded = ok.height
+        failed = results.height - graded + halted
+        invalid = results.filter(pl.col("llm_error").str.starts_with("unparseable")).height
+        for score, n in ok.group_by("llm_score").len().sort("llm_score").iter_rows():
+            counts[str(score)] = n
+    events = [e for e in ledger.usage_events() if e.job_id == job.id and not e.committed]
+    total_cost = sum((e.cost for e in events if e.cost is not None), Decimal(0))
+    errors = [f"chunk {c.idx + 1}: {c.error}" for c in chunks if c.error]
+    return jobs.RunSummary(
+        job_id=job.id,
+        input=job.input_path,
+        output=output,
+        status=status,
+        rows=job.rows,
+        graded=graded,
+        failed=failed,
+        skipped=job.rows - requests,
+        invalid_answers=invalid,
+        score_counts=counts,
+        chunks=len(chunks),
+        chunks_failed=sum(1 for c in chunks if c.status == "failed"),
+        input_tokens=sum(e.input_tokens for e in events),
+        cached_tokens=sum(e.cached_input_tokens for e in events),
+        output_tokens=sum(e.output_tokens for e in events),
+        cost=str(total_cost) if events else None,
+        errors=errors,
+    )

@@ -1,0 +1,247 @@
+"""Jobs: identity (fingerprint), their folder in the state dir, and the final merge.
+
+A job is one input file graded with one set of request-shaping settings. Its
+fingerprint hashes the input's bytes and everything that shapes the requests, so
+re-running the same command finds the same job and re-attaches instead of paying again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import secrets
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+from pydantic import BaseModel
+
+from batchgrader import batchfile, paths
+from batchgrader.datafiles import FORMATS, Format, atomic_path, format_of
+from batchgrader.errors import OutputExistsError
+from batchgrader.ledger import ChunkRow, JobRow, Ledger, now_iso
+from batchgrader.planning import limits_for, write_plan
+from batchgrader.requestspec import RequestSpec
+from batchgrader.scoring import RESULT_SCHEMA, expand_fields
+from batchgrader.settings import Settings
+from batchgrader.workload import Workload
+
+log = logging.getLogger(__name__)
+
+
+def job_dir(settings: Settings, job_id: str) -> Path:
+    return paths.jobs_dir(settings.state_dir()) / job_id
+
+
+def request_path(settings: Settings, job_id: str, name: str) -> Path:
+    return job_dir(settings, job_id) / "requests" / name
+
+
+def results_dir(settings: Settings, job_id: str) -> Path:
+    return job_dir(settings, job_id) / "results"
+
+
+def request_rows(settings: Settings, job_id: str, name: str) -> set[int]:
+    """The input rows a chunk's request file holds (read back from its custom_ids)."""
+    rows: set[int] = set()
+    with request_path(settings, job_id, name).open(encoding="utf-8") as handle:
+        for line in handle:
+            row = batchfile.row_of(json.loads(line)["custom_id"])
+            if row is not None:
+                rows.add(row)
+    return rows
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def request_settings(spec: RequestSpec, settings: Settings) -> dict[str, object]:
+    """Everything that shapes the requests and the plan (the fingerprint's input)."""
+    prompt = spec.prompt
+    return {
+        "model": spec.options.model,
+        "endpoint": spec.options.endpoint,
+        "max_tokens": spec.options.max_tokens,
+        "temperature": spec.options.temperature,
+        "structured": spec.options.structured,
+        "system": prompt.system.source,
+        "user": prompt.user.source,
+        "examples": hashlib.sha256(prompt.examples.encode()).hexdigest(),
+        "scale": [prompt.scale.min, prompt.scale.max],
+        "reasoning": prompt.reasoning,
+        "schema": prompt.schema,
+        "column": spec.text_column,
+        "format": spec.format,
+        "split_token_limit": settings.chunking.split_token_limit,
+        "split_row_limit": settings.chunking.split_row_limit,
+        "force_chunk_count": settings.chunking.force_chunk_count,
+        "max_enqueued_tokens": settings.run.max_enqueued_tokens.get(spec.options.model),
+    }
+
+
+def fingerprint(input_hash: str, shaping: dict[str, object]) -> str:
+    blob = json.dumps({"input": input_hash, "requests": shaping}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def new_job(
+    workload: Workload,
+    spec: RequestSpec,
+    settings: Settings,
+    ledger: Ledger,
+    input_hash: str,
+    fp: str,
+) -> JobRow:
+    """Plan the chunks, write their request files in the job folder, record the job."""
+    job_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    folder = job_dir(settings, job_id)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    limits = limits_for(settings, spec.options.model, ledger.learned_limit(spec.options.model))
+    plan = write_plan(
+        workload, limits, folder / "requests", force_chunk_count=settings.chunking.force_chunk_count
+    )
+    stamp = now_iso()
+    job = JobRow(
+        id=job_id,
+        fingerprint=fp,
+        input_path=str(workload.source.path.resolve()),
+        input_hash=input_hash,
+        model=spec.options.model,
+        endpoint=spec.options.endpoint,
+        request_settings=json.dumps(request_settings(spec, settings), default=str),
+        output_path=None,
+        status="running",
+        rows=workload.source.rows,
+        created_at=stamp,
+        updated_at=stamp,
+    )
+    chunks = [
+        ChunkRow(
+            job_id=job_id,
+            idx=c.index,
+            first_row=c.first_row,
+            last_row=c.last_row,
+            requests=c.requests,
+            tokens=c.tokens,
+            bytes=c.bytes,
+            request_file=c.file,
+            status="pending",
+            input_file_id=None,
+            batch_id=None,
+            attempt=0,
+            intent_at=None,
+            error=None,
+            result_file=None,
+            updated_at=stamp,
+        )
+        for c in plan.chunks
+    ]
+    ledger.add_job(job, chunks)
+    return job
+
+
+def output_path(
+    source: Path, settings: Settings, explicit: Path | None, fmt: Format | None, overwrite: bool
+) -> Path:
+    """Where the graded file goes; an existing file gets a timestamped sibling."""
+    if explicit is not None:
+        target = explicit
+    else:
+        ext = source.suffix if fmt is None else _extension(fmt)
+        target = settings.paths.output_dir / f"{source.stem}.graded{ext}"
+    if target.exists() and not overwrite:
+        if explicit is not None:
+            raise OutputExistsError(
+                f"{target} exists.", hint="Pass --overwrite, or choose another --output."
+            )
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        fresh = target.with_name(f"{target.stem}-{stamp}{target.suffix}")
+        log.warning("%s exists: writing %s instead (--overwrite to replace it).", target, fresh)
+        target = fresh
+    return target
+
+
+def _extension(fmt: Format) -> str:
+    return next(ext for ext, f in FORMATS.items() if f == fmt)
+
+
+class RunSummary(BaseModel):
+    """The outcome of one graded file."""
+
+    job_id: str
+    input: str
+    output: str | None
+    status: str
+    rows: int
+    graded: int
+    failed: int
+    skipped: int
+    invalid_answers: int
+    score_counts: dict[str, int]
+    chunks: int
+    chunks_failed: int
+    input_tokens: int = 0
+    cached_tokens: int = 0
+    output_tokens: int = 0
+    cost: str | None = None
+    errors: list[str] = []
+
+
+def write_output(
+    workload: Workload,
+    spec: RequestSpec,
+    settings: Settings,
+    job: JobRow,
+    chunks: list[ChunkRow],
+    target: Path,
+    out_format: Format | None,
+) -> pl.DataFrame:
+    """Merge every chunk's results into the input, in input order; write atomically.
+
+    Returns the result columns (for the summary), not the whole output.
+    """
+    folder = results_dir(settings, job.id)
+    result_files = [folder / c.result_file for c in chunks if c.result_file]
+    results = pl.scan_parquet(result_files) if result_files else pl.LazyFrame(schema=RESULT_SCHEMA)
+    halted_error = "not_run: the job stopped before this row's chunk was submitted"
+    text = pl.col(spec.text_column)
+    blank = text.is_null() | (text.str.strip_chars() == "")
+    merged = (
+        workload.source.scan()
+        .with_row_index("_row")
+        .join(results, left_on="_row", right_on="row", how="left", maintain_order="left")
+        .with_columns(
+            pl.when(pl.col("llm_error").is_null() & pl.col("llm_response").is_null() & blank)
+            .then(pl.lit("skipped: empty text"))
+            .when(pl.col("llm_error").is_null() & pl.col("llm_response").is_null())
+            .then(pl.lit(halted_error))
+            .otherwise(pl.col("llm_error"))
+            .alias("llm_error")
+        )
+    )
+    merged = expand_fields(merged, spec.prompt).drop("_row")
+    fmt = out_format or format_of(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(target) as tmp:
+        if fmt == "csv":
+            merged.sink_csv(tmp)
+        elif fmt == "tsv":
+            merged.sink_csv(tmp, separator="\t")
+        elif fmt == "jsonl":
+            merged.sink_ndjson(tmp)
+        elif fmt == "parquet":
+            merged.sink_parquet(tmp)
+        else:
+            merged.collect().write_json(tmp)
+    return results.select("llm_score", "llm_error").collect()
+
+
+def remove_job_files(settings: Settings, job_id: str) -> None:
+    shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)

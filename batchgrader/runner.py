@@ -1,0 +1,498 @@
+"""The job manager: submit chunks under the caps, poll, collect, never pay twice.
+
+One loop per job, single-threaded, driven by an injected clock. Each chunk moves
+through ``pending -> uploaded -> creating -> submitted -> done | failed`` and every
+move is written to the ledger before the next step depends on it: the file id right
+after upload, an intent before ``create``, the batch id right after it returns. A
+``create`` whose answer is lost is resolved by finding the batch by its metadata
+before creating again, so a batch is created at most once per chunk attempt.
+
+The runner emits ``ChunkEvent``s and knows nothing about screens.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from batchgrader import jobs
+from batchgrader.errors import ProviderError, QuotaExhausted
+from batchgrader.ledger import ChunkRow, JobRow, Ledger, UsageEvent
+from batchgrader.openai_batch import (
+    BatchClient,
+    BatchInfo,
+    EnqueuedTokenLimit,
+    FileMissing,
+    TransientApiError,
+    is_enqueued_limit,
+    parse_enqueued_limit,
+)
+from batchgrader.pricing import Usage, cost
+from batchgrader.requestspec import RequestSpec
+from batchgrader.scoring import ChunkResults, parse_result_files
+from batchgrader.settings import Settings
+
+log = logging.getLogger(__name__)
+
+FINISHED = frozenset({"done", "failed", "halted"})
+IN_FLIGHT = frozenset({"creating", "submitted"})
+MAX_TRANSIENT_FAILURES = 8
+_NOT_RUN = {
+    "completed": "not_run: missing from the batch's output and error files",
+    "expired": "batch_expired: not run before the batch expired",
+    "cancelled": "batch_cancelled: not run before the batch was cancelled",
+}
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class ChunkEvent:
+    """A chunk changed: submitted, progressed, finished, or waits."""
+
+    job_id: str
+    file: str
+    chunk: int
+    chunks: int
+    status: str
+    batch_id: str | None = None
+    completed: int = 0
+    failed: int = 0
+    total: int = 0
+    tokens: int = 0
+    cost: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who spends: recorded with every usage event (never the whole key)."""
+
+    api_key_prefix: str
+    base_url_host: str
+
+
+class Runner:
+    """Runs one job's chunks to the end (or submits them, with ``detach``)."""
+
+    def __init__(
+        self,
+        client: BatchClient,
+        ledger: Ledger,
+        settings: Settings,
+        spec: RequestSpec,
+        identity: Identity,
+        *,
+        on_event: Callable[[ChunkEvent], None] = lambda e: None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.settings = settings
+        self.spec = spec
+        self.identity = identity
+        self.on_event = on_event
+        self.clock = clock or SystemClock()
+        self._halted = False
+        self._failures = 0
+
+    # --- the loop -------------------------------------------------------------------
+
+    def run(self, job: JobRow, *, detach: bool = False) -> list[ChunkRow]:
+        """Drive the job until every chunk is finished (or, detached, submitted)."""
+        run = self.settings.run
+        interval = run.poll_interval_seconds
+        last_seen: dict[int, tuple[str, int, int]] = {}
+        while True:
+            chunks = self.ledger.chunks(job.id)
+            self._halted = self._halted or (
+                run.halt_on_chunk_failure and any(c.status == "failed" for c in chunks)
+            )
+            changed = self._submit(job, chunks)
+            if detach and not any(c.status in ("pending", "uploaded") for c in chunks):
+                return self.ledger.chunks(job.id)
+            for chunk in self.ledger.chunks(job.id):
+                if chunk.status == "submitted":
+                    changed |= self._poll(job, chunk, len(chunks), last_seen)
+            chunks = self.ledger.chunks(job.id)
+            if all(c.status in FINISHED for c in chunks):
+                return chunks
+            if detach and not changed:
+                return chunks
+            interval = (
+                run.poll_interval_seconds
+                if changed
+                else min(interval * 1.5, run.poll_max_interval_seconds)
+            )
+            self.clock.sleep(interval * random.uniform(0.9, 1.1))
+
+    # --- submission -----------------------------------------------------------------
+
+    def _submit(self, job: JobRow, chunks: list[ChunkRow]) -> bool:
+        changed = False
+        in_flight = [c for c in chunks if c.status in IN_FLIGHT]
+        for chunk in chunks:
+            if chunk.status == "creating":  # an intent left by a crash: resolve it first
+                changed |= self._create(job, chunk, len(chunks))
+        cap = self._enqueued_cap()
+        for chunk in chunks:
+            if chunk.status not in ("pending", "uploaded"):
+                continue
+            if self._halted:
+                self.ledger.set_chunk(
+                    job.id,
+                    chunk.idx,
+                    status="halted",
+                    error="not submitted: an earlier chunk failed",
+                )
+                self._emit(job, chunk, len(chunks), "halted", error="not submitted")
+                changed = True
+                continue
+            in_flight = [c for c in self.ledger.chunks(job.id) if c.status in IN_FLIGHT]
+            if len(in_flight) >= self.settings.run.max_simultaneous_batches:
+                break
+            enqueued = sum(c.tokens for c in in_flight)
+            if cap is not None and in_flight and enqueued + chunk.tokens > cap:
+                break
+            changed |= self._start(job, chunk, len(chunks))
+        return changed
+
+    def _enqueued_cap(self) -> int | None:
+        model = self.spec.options.model
+        caps = [
+            c
+            for c in (
+                self.settings.run.max_enqueued_tokens.get(model),
+                self.ledger.learned_limit(model),
+            )
+            if c is not None
+        ]
+        return min(caps) if caps else None
+
+    def _start(self, job: JobRow, chunk: ChunkRow, n: int) -> bool:
+        if chunk.status == "pending" or chunk.input_file_id is None:
+            path = jobs.request_path(self.settings, job.id, chunk.request_file)
+            try:
+                file_id = self.client.upload(path)
+            except TransientApiError as exc:
+                return self._transient(exc)
+            self.ledger.set_chunk(job.id, chunk.idx, status="uploaded", input_file_id=file_id)
+            chunk.input_file_id, chunk.status = file_id, "uploaded"
+        self.ledger.set_chunk(
+            job.id,
+            chunk.idx,
+            status="creating",
+            attempt=chunk.attempt + 1,
+            intent_at=int(self.clock.now()),
+        )
+        chunk.attempt += 1
+        chunk.intent_at = int(self.clock.now())
+        return self._create(job, chunk, n)
+
+    def _metadata(self, job: JobRow, chunk: ChunkRow) -> dict[str, str]:
+        return {
+            "batchgrader_job": job.id,
+            "chunk": str(chunk.idx),
+            "attempt": str(chunk.attempt),
+            "source_file": Path(job.input_path).name[:500],
+        }
+
+    def _create(self, job: JobRow, chunk: ChunkRow, n: int) -> bool:
+        """Create the chunk's batch exactly once (adopting one a lost answer created)."""
+        meta = self._metadata(job, chunk)
+        since = (chunk.intent_at or 0) - 300
+        assert chunk.input_file_id is not None
+        try:
+            found = self.client.find(meta, since)
+            info = found or self.client.create(chunk.input_file_id, job.endpoint, meta)
+        except EnqueuedTokenLimit as exc:
+            self._learn(exc.limit)
+            self.ledger.set_chunk(job.id, chunk.idx, status="uploaded")
+            self._emit(job, chunk, n, "waiting", error="enqueued-token limit: will resubmit")
+            return True
+        except TransientApiError as exc:
+            return self._transient(exc)
+        except ProviderError as exc:
+            if "cannot find file" in exc.message.lower():
+                return self._transient(exc)
+            raise
+        self._failures = 0
+        self.ledger.set_chunk(job.id, chunk.idx, status="submitted", batch_id=info.id)
+        self.ledger.record_batch(
+            info.id, job.id, chunk.idx, info.status, input_file_id=chunk.input_file_id
+        )
+        estimate = self._estimate_usage(chunk)
+        self.ledger.commit_usage(self._usage_event(job, info, estimate, chunk, info))
+        self._emit(job, chunk, n, info.status, batch_id=info.id, total=chunk.requests)
+        return True
+
+    def _transient(self, exc: ProviderError) -> bool:
+        self._failures += 1
+        log.warning("%s (attempt %d of %d)", exc.message, self._failures, MAX_TRANSIENT_FAILURES)
+        if self._failures >= MAX_TRANSIENT_FAILURES:
+            raise ProviderError(
+                f"Giving up after {self._failures} failed calls: {exc.message}",
+                hint="Nothing is lost: run the same command again (or batchgrader jobs "
+                "resume) once the service answers.",
+            ) from None
+        self.clock.sleep(min(2.0**self._failures, 60.0) * random.uniform(0.5, 1.0))
+        return False
+
+    def _learn(self, limit: int | None) -> None:
+        if limit is not None:
+            self.ledger.learn_limit(self.spec.options.model, limit)
+            log.info("Enqueued-token limit of %s: %d tokens", self.spec.options.model, limit)
+
+    # --- polling and collection -----------------------------------------------------
+
+    def _poll(
+        self, job: JobRow, chunk: ChunkRow, n: int, last_seen: dict[int, tuple[str, int, int]]
+    ) -> bool:
+        assert chunk.batch_id is not None
+        try:
+            info = self.client.retrieve(chunk.batch_id)
+        except TransientApiError as exc:
+            return self._transient(exc)
+        self._failures = 0
+        state = (info.status, info.completed, info.failed)
+        changed = last_seen.get(chunk.idx) != state
+        last_seen[chunk.idx] = state
+        if changed:
+            self.ledger.record_batch(
+                info.id,
+                job.id,
+                chunk.idx,
+                info.status,
+                input_file_id=info.input_file_id,
+                output_file_id=info.output_file_id,
+                error_file_id=info.error_file_id,
+                total=info.total,
+                completed=info.completed,
+                failed=info.failed,
+            )
+            if not info.terminal:
+                self._emit(
+                    job,
+                    chunk,
+                    n,
+                    info.status,
+                    batch_id=info.id,
+                    completed=info.completed,
+                    failed=info.failed,
+                    total=info.total or chunk.requests,
+                )
+        if info.terminal:
+            self._collect(job, chunk, n, info)
+        return changed
+
+    def _collect(self, job: JobRow, chunk: ChunkRow, n: int, info: BatchInfo) -> None:
+        if info.status == "failed":
+            self._collect_failed(job, chunk, n, info)
+            return
+        folder = jobs.results_dir(self.settings, job.id)
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files = []
+        for kind, file_id in (("output", info.output_file_id), ("errors", info.error_file_id)):
+            if file_id is None:
+                continue
+            dest = folder / f"chunk-{chunk.idx:04d}.{kind}.jsonl"
+            if not dest.exists():
+                self._download(file_id, dest, info)
+            files.append(dest)
+        expected = jobs.request_rows(self.settings, job.id, chunk.request_file)
+        results = parse_result_files(
+            files,
+            expected,
+            self.spec.prompt,
+            self.spec.options.structured,
+            _NOT_RUN.get(info.status, "not_run: missing from the batch's files"),
+        )
+        if results.malformed_lines:
+            log.warning(
+                "Chunk %d: %d malformed output lines were ignored (their rows are marked).",
+                chunk.idx + 1,
+                results.malformed_lines,
+            )
+        usage_cost = cost(self.spec.price, results.usage) if self.spec.price else None
+        self.ledger.record_usage(
+            self._usage_event(
+                job, info, results.usage, chunk, info, results=results, price=usage_cost
+            )
+        )
+        result_file = folder / f"chunk-{chunk.idx:04d}.parquet"
+        results.frame().write_parquet(result_file)
+        error = None
+        status = "done"
+        if results.succeeded == 0:
+            code, count = (
+                results.error_codes.most_common(1)[0] if results.error_codes else (info.status, 0)
+            )
+            error = (
+                f"{info.status} with no successful request; most common error {code} "
+                f"({count} of {chunk.requests})"
+            )
+            status = "failed"
+        elif info.status != "completed":
+            error = f"batch {info.status}: {chunk.requests - results.succeeded} rows not graded"
+        self.ledger.set_chunk(
+            job.id, chunk.idx, status=status, result_file=result_file.name, error=error
+        )
+        self._emit(
+            job,
+            chunk,
+            n,
+            info.status if status == "done" else "failed",
+            batch_id=info.id,
+            completed=results.succeeded,
+            failed=chunk.requests - results.succeeded,
+            total=chunk.requests,
+            tokens=results.usage.total_tokens,
+            cost=str(usage_cost) if usage_cost is not None else None,
+            error=error,
+        )
+
+    def _collect_failed(self, job: JobRow, chunk: ChunkRow, n: int, info: BatchInfo) -> None:
+        self.ledger.release_usage(info.id)
+        limit_errors = [e for e in info.errors if is_enqueued_limit(e.code, e.message)]
+        if limit_errors:
+            self._learn(parse_enqueued_limit(limit_errors[0].message))
+            self.ledger.set_chunk(job.id, chunk.idx, status="uploaded", batch_id=None)
+            self._emit(
+                job,
+                chunk,
+                n,
+                "waiting",
+                batch_id=info.id,
+                error="enqueued-token limit reached: will resubmit",
+            )
+            return
+        first = info.errors[0] if info.errors else None
+        detail = (
+            f"{first.code}: {first.message}" + (f" (line {first.line})" if first.line else "")
+            if first
+            else "no reason given"
+        )
+        more = f" and {len(info.errors) - 1} more" if len(info.errors) > 1 else ""
+        error = f"batch failed validation: {detail}{more}"
+        self.ledger.set_chunk(job.id, chunk.idx, status="failed", error=error)
+        self._emit(
+            job,
+            chunk,
+            n,
+            "failed",
+            batch_id=info.id,
+            error=error,
+            total=chunk.requests,
+            failed=chunk.requests,
+        )
+
+    def _download(self, file_id: str, dest: Path, info: BatchInfo) -> None:
+        for attempt in range(1, MAX_TRANSIENT_FAILURES + 1):
+            try:
+                self.client.download(file_id, dest)
+                return
+            except FileMissing:
+                fresh = self.client.retrieve(info.id)
+                ids = {fresh.output_file_id, fresh.error_file_id} - {None}
+                if file_id not in ids or attempt == MAX_TRANSIENT_FAILURES:
+                    raise
+            except TransientApiError as exc:
+                if attempt == MAX_TRANSIENT_FAILURES:
+                    raise
+                log.warning("%s (attempt %d)", exc.message, attempt)
+            self.clock.sleep(min(2.0**attempt, 30.0))
+
+    # --- usage ----------------------------------------------------------------------
+
+    def _estimate_usage(self, chunk: ChunkRow) -> Usage:
+        return Usage(
+            input_tokens=chunk.tokens, output_tokens=chunk.requests * self.spec.options.max_tokens
+        )
+
+    def _usage_event(
+        self,
+        job: JobRow,
+        info: BatchInfo,
+        usage: Usage,
+        chunk: ChunkRow,
+        latest: BatchInfo,
+        *,
+        results: ChunkResults | None = None,
+        price: object = None,
+    ) -> UsageEvent:
+        amount = (
+            price
+            if results is not None
+            else (cost(self.spec.price, usage) if self.spec.price else None)
+        )
+        return UsageEvent(
+            timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+            batch_id=info.id,
+            job_id=job.id,
+            source_file=job.input_path,
+            api_key_prefix=self.identity.api_key_prefix,
+            base_url_host=self.identity.base_url_host,
+            model=self.spec.price.model if self.spec.price else self.spec.options.model,
+            endpoint=job.endpoint,
+            input_tokens=usage.input_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            total_tokens=usage.total_tokens,
+            cost=amount,  # type: ignore[arg-type]
+            committed=results is None,
+            requests_completed=results.succeeded if results else 0,
+            requests_failed=(chunk.requests - results.succeeded) if results else 0,
+        )
+
+    def _emit(
+        self,
+        job: JobRow,
+        chunk: ChunkRow,
+        n: int,
+        status: str,
+        *,
+        batch_id: str | None = None,
+        completed: int = 0,
+        failed: int = 0,
+        total: int = 0,
+        tokens: int = 0,
+        cost: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        event = ChunkEvent(
+            job_id=job.id,
+            file=job.input_path,
+            chunk=chunk.idx,
+            chunks=n,
+            status=status,
+            batch_id=batch_id,
+            completed=completed,
+            failed=failed,
+            total=total,
+            tokens=tokens,
+            cost=cost,
+            error=error,
+        )
+        log.info("chunk %d/%d %s %s", chunk.idx + 1, n, status, error or batch_id or "")
+        self.on_event(event)
+
+
+__all__ = ["ChunkEvent", "Clock", "Identity", "QuotaExhausted", "Runner", "SystemClock"]

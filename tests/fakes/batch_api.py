@@ -1,0 +1,509 @@
+"""A fake OpenAI Files + Batches (+ chat completions) API over real HTTP, for the real SDK.
+
+    with FakeBatchAPI() as fake:
+        client = OpenAI(api_key="sk-test", base_url=fake.base_url)
+
+Behaviour follows /work/shared/batch-api.md (§19 checklist). Batches advance by polls, never
+by wall time: each ``GET /v1/batches/{id}`` of a non-terminal batch is one poll and every
+``polls_per_state`` polls the batch takes one step (lifecycle in ``batch_state.py``);
+``advance()`` / ``run_to_completion()`` take steps without HTTP. The judge is ``judge.py``.
+
+This module is the HTTP layer: routing, multipart uploads, fault injection and the record
+of calls. Files, batches, knobs and the lifecycle live in ``BatchStore``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.parser import HeaderParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.batch_state import (
+    THIRTY_DAYS,
+    ApiError,
+    BatchStore,
+    cannot_find_file,
+    file_not_found,
+    invalid_value,
+    is_known_model,
+    missing_parameter,
+    token_limit_message,
+)
+from tests.fakes.judge import CHAT_ENDPOINT, api_error_body, execute_request
+
+FILE_PURPOSES = ("assistants", "batch", "batch_output", "fine-tune", "vision", "user_data", "evals")
+QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and billing details."
+
+# (method, path pattern, route name); path parameters are named groups.
+ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
+    (method, re.compile(pattern), name)
+    for method, pattern, name in (
+        ("POST", r"/v1/files", "upload"),
+        ("GET", r"/v1/files", "file_list"),
+        ("GET", r"/v1/files/(?P<id>[^/]+)", "file_retrieve"),
+        ("DELETE", r"/v1/files/(?P<id>[^/]+)", "file_delete"),
+        ("GET", r"/v1/files/(?P<id>[^/]+)/content", "file_content"),
+        ("POST", r"/v1/batches", "create"),
+        ("GET", r"/v1/batches", "list"),
+        ("GET", r"/v1/batches/(?P<id>[^/]+)", "retrieve"),
+        ("POST", r"/v1/batches/(?P<id>[^/]+)/cancel", "cancel"),
+        ("POST", r"/v1/chat/completions", "chat"),
+    )
+)
+ROUTE_NAMES = frozenset(name for _, _, name in ROUTES)
+# Fault kinds answered with an error envelope: kind → (status, type, code, message or None).
+ERROR_FAULTS: dict[str, tuple[int, str, str | None, str | None]] = {
+    "429": (429, "requests", "rate_limit_exceeded", "Rate limit reached for requests."),
+    "500": (500, "server_error", None, "The server had an error while processing your request."),
+    "503": (503, "server_error", None, "The engine is currently overloaded, please try again."),
+    "insufficient_quota": (429, "insufficient_quota", "insufficient_quota", QUOTA_MESSAGE),
+    "token_limit": (400, "invalid_request_error", "token_limit_exceeded", None),
+    "token_limit_429": (429, "invalid_request_error", "token_limit_exceeded", None),
+}
+FAULT_KINDS = frozenset(ERROR_FAULTS) | {
+    "reset",
+    "timeout",
+    "truncated",
+    "malformed_json",
+    "cannot_find_file",
+}
+
+
+class Call(NamedTuple):
+    """One HTTP request seen by the fake."""
+
+    method: str
+    path: str
+    status: int  # 0: the connection was closed without a response
+    headers: dict[str, str]  # every request header, lower-cased names
+    route: str  # a ROUTES name, or "unknown"
+    query: dict[str, str]
+    payload: Any  # parsed JSON body; None when the body is not JSON
+
+
+@dataclass
+class _Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    def json_object(self) -> dict[str, Any]:
+        payload = self.json()
+        if not isinstance(payload, dict):
+            raise ApiError(400, "We could not parse the JSON body of your request.")
+        return payload
+
+
+@dataclass
+class _Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    delivery: str = "normal"  # "normal" | "reset" (no response) | "truncated" (short body)
+
+    @classmethod
+    def of_json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> _Response:
+        return cls(status, json.dumps(payload).encode(), headers=headers or {})
+
+
+@dataclass
+class _Fault:
+    kind: str
+    remaining: int
+    opts: dict[str, Any]
+
+
+def _int_query(query: dict[str, str], name: str, default: int, hi: int) -> int:
+    raw = query.get(name, str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= hi:
+        message = f"Invalid '{name}': expected an integer between 1 and {hi}, got '{raw}'."
+        raise ApiError(400, message, param=name, code="invalid_value")
+    return int(raw)
+
+
+def _page(items: list[dict[str, Any]], after: str | None, limit: int) -> dict[str, Any]:
+    """A cursor page of ``items`` (already ordered) after the item with id ``after``."""
+    if after is not None:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(after) + 1 :] if after in ids else []
+    data = items[:limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(items) > limit,
+    }
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    if handler.headers.get("Transfer-Encoding", "").lower() != "chunked":
+        return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    chunks = []
+    while size := int(handler.rfile.readline().split(b";")[0], 16):
+        chunks.append(handler.rfile.read(size))
+        handler.rfile.readline()
+    while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+        pass  # trailers
+    return b"".join(chunks)
+
+
+def _parse_multipart(
+    content_type: str, body: bytes
+) -> tuple[dict[str, str], dict[str, tuple[str, bytes]]]:
+    """(form fields, files as name → (filename, bytes)) of a multipart/form-data body."""
+    boundary = HeaderParser().parsestr(f"Content-Type: {content_type}\n\n").get_param("boundary")
+    if not isinstance(boundary, str):
+        raise ApiError(400, "The request must be multipart/form-data with a boundary.")
+    form: dict[str, str] = {}
+    files: dict[str, tuple[str, bytes]] = {}
+    for part in (b"\r\n" + body).split(b"\r\n--" + boundary.encode())[1:]:
+        if part.startswith(b"--"):
+            break
+        head, _, content = part.partition(b"\r\n\r\n")
+        headers = HeaderParser().parsestr(head.decode("utf-8").strip() + "\n\n")
+        name = headers.get_param("name", header="content-disposition")
+        filename = headers.get_filename()
+        if not isinstance(name, str):
+            continue
+        if filename is None:
+            form[name] = content.decode("utf-8")
+        else:
+            files[name] = (filename, content)
+    return form, files
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in two writes: without this, Nagle + delayed ACK cost 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_GET(self) -> None:
+        self.server.fake._serve(self)
+
+    do_POST = do_GET
+    do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output quiet."""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, fake: FakeBatchAPI) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.fake = fake
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Ignore clients that hung up (e.g. on an injected timeout); report anything else."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+class FakeBatchAPI(BatchStore):
+    """The fake OpenAI API server. Knobs, state and test controls: see ``BatchStore``.
+
+    Adds: ``start``/``stop``/``base_url``/context manager, ``inject_fault``, the ``calls``
+    record and ``request_count``; ``reset()`` also clears calls and pending faults.
+    """
+
+    def __init__(self) -> None:
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._generation = 0
+        super().__init__()
+
+    def reset(self) -> None:
+        """Forget files, batches, calls and faults; restore every knob to its default."""
+        with self._lock:
+            super().reset()
+            self.calls: list[Call] = []
+            self._faults: dict[str, deque[_Fault]] = {}
+            self._generation += 1  # requests held by ``timeout`` faults see they are stale
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Serve on 127.0.0.1 (a free port) from a daemon thread."""
+        if self._server is not None:
+            return
+        self._stopping.clear()
+        self._server = _Server(self)
+        serve = functools.partial(self._server.serve_forever, poll_interval=0.05)  # quick stop()
+        self._thread = threading.Thread(target=serve, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving; requests held by ``timeout`` faults are released."""
+        if self._server is None:
+            return
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> FakeBatchAPI:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT/v1`` of the running server."""
+        if self._server is None:
+            raise RuntimeError("FakeBatchAPI is not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    # ------------------------------------------------------------------ test controls
+
+    def request_count(self, route: str) -> int:
+        """Number of HTTP requests received on ``route`` (faulted ones included)."""
+        with self._lock:
+            return sum(1 for call in self.calls if call.route == route)
+
+    def inject_fault(self, route: str, kind: str, times: int = 1, **opts: Any) -> None:
+        """Answer the next ``times`` requests on ``route`` with fault ``kind`` (faults queue).
+
+        Options: ``retry_after`` (s) / ``retry_after_ms`` headers on error kinds; ``delay``
+        (s, default 2) for ``timeout``; ``after_effect=True`` performs the request and then
+        sends the fault instead of its answer; ``model`` / ``limit`` for ``token_limit*``.
+        """
+        if route not in ROUTE_NAMES:
+            raise ValueError(f"unknown route {route!r}; expected one of {sorted(ROUTE_NAMES)}")
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        with self._lock:
+            self._faults.setdefault(route, deque()).append(_Fault(kind, times, opts))
+
+    def _take_fault(self, route: str) -> _Fault | None:
+        with self._lock:
+            queue = self._faults.get(route)
+            if not queue:
+                return None
+            fault = queue[0]
+            fault.remaining -= 1
+            if fault.remaining <= 0:
+                queue.popleft()
+            return fault
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    def _serve(self, handler: _Handler) -> None:
+        url = urlsplit(handler.path)
+        request = _Request(
+            method=handler.command,
+            path=url.path,
+            query={key: values[-1] for key, values in parse_qs(url.query).items()},
+            headers={key.lower(): value for key, value in handler.headers.items()},
+            body=_read_body(handler),
+        )
+        route = "unknown"
+        for method, pattern, name in ROUTES:
+            match = pattern.fullmatch(request.path)
+            if match and method == request.method:
+                route, request.params = name, match.groupdict()
+                break
+        generation = self._generation
+        fault = self._take_fault(route)
+        if fault is not None and fault.kind == "timeout":
+            self._stopping.wait(float(fault.opts.get("delay", 2.0)))
+            if generation != self._generation:  # held across reset(): belongs to an old test
+                handler.close_connection = True
+                return
+        response = _Response(0, b"")
+        if (
+            fault is None
+            or fault.kind in ("timeout", "truncated")
+            or fault.opts.get("after_effect")
+        ):
+            response = self._handle(route, request)
+        if fault is not None:
+            response = self._fault_response(fault, request, response)
+        status = 0 if response.delivery == "reset" else response.status
+        payload = request.json() if "json" in request.headers.get("content-type", "") else None
+        with self._lock:
+            call = Call(
+                request.method, request.path, status, request.headers, route, request.query, payload
+            )
+            self.calls.append(call)
+        self._send(handler, response)
+
+    def _handle(self, route: str, request: _Request) -> _Response:
+        handlers: dict[str, Callable[[_Request], _Response]] = {
+            "upload": self._upload,
+            "file_list": self._list_files,
+            "file_retrieve": lambda r: _Response.of_json(200, self.file(r.params["id"])[0]),
+            "file_delete": self._delete_file,
+            "file_content": self._file_content,
+            "create": lambda r: _Response.of_json(200, self.create_batch(r.json_object())),
+            "list": self._list_batches,
+            "retrieve": lambda r: _Response.of_json(200, self.poll(r.params["id"])),
+            "cancel": lambda r: _Response.of_json(200, self.cancel(r.params["id"])),
+            "chat": self._chat,
+        }
+        try:
+            with self._lock:
+                if route == "unknown":
+                    raise ApiError(404, f"Invalid URL ({request.method} {request.path})")
+                return handlers[route](request)
+        except ApiError as error:
+            return _Response.of_json(error.status, error.body)
+        except Exception as error:  # noqa: BLE001 - a bug in the fake must reach the test as a 500
+            traceback.print_exc()
+            return _Response.of_json(500, api_error_body(f"Fake bug: {error!r}", "server_error"))
+
+    def _fault_response(self, fault: _Fault, request: _Request, response: _Response) -> _Response:
+        kind, opts = fault.kind, fault.opts
+        if kind == "timeout":
+            return response
+        if kind == "truncated":
+            response.delivery = "truncated"
+            return response
+        if kind == "reset":
+            return _Response(0, b"", delivery="reset")
+        if kind == "malformed_json":
+            return _Response(200, b'{"id": "batch_')
+        if kind == "cannot_find_file":
+            payload = request.json()
+            file_id = payload.get("input_file_id") if isinstance(payload, dict) else None
+            error = cannot_find_file(file_id or opts.get("file_id"))
+            return _Response.of_json(error.status, error.body)
+        status, type_, code, message = ERROR_FAULTS[kind]
+        if message is None:
+            message = token_limit_message(
+                opts.get("model", "gpt-4o-mini"), opts.get("limit", 2_000_000)
+            )
+        headers = {}
+        if opts.get("retry_after") is not None:
+            headers["retry-after"] = str(opts["retry_after"])
+        if opts.get("retry_after_ms") is not None:
+            headers["retry-after-ms"] = str(opts["retry_after_ms"])
+        return _Response.of_json(status, api_error_body(message, type_, None, code), headers)
+
+    def _send(self, handler: _Handler, response: _Response) -> None:
+        if response.delivery == "reset":
+            handler.close_connection = True
+            return
+        extra = 64 if response.delivery == "truncated" else 0
+        handler.send_response(response.status)
+        handler.send_header("Content-Type", response.content_type)
+        handler.send_header("Content-Length", str(len(response.body) + extra))
+        handler.send_header("x-request-id", f"req_fake{next(self._ids):06d}")
+        for name, value in response.headers.items():
+            handler.send_header(name, value)
+        if extra:
+            handler.send_header("Connection", "close")
+            handler.close_connection = True
+        handler.end_headers()
+        handler.wfile.write(response.body)
+
+    # ------------------------------------------------------------------ endpoints
+
+    def _upload(self, request: _Request) -> _Response:
+        form, files = _parse_multipart(request.headers.get("content-type", ""), request.body)
+        if "file" not in files:
+            raise missing_parameter("file")
+        purpose = form.get("purpose")
+        if not purpose:
+            raise missing_parameter("purpose")
+        if purpose not in FILE_PURPOSES:
+            raise invalid_value("purpose", purpose, FILE_PURPOSES)
+        filename, data = files["file"]
+        expires_after = THIRTY_DAYS if purpose == "batch" else None
+        if "expires_after[seconds]" in form:
+            seconds = form["expires_after[seconds]"]
+            if not seconds.isdigit() or not 3600 <= int(seconds) <= THIRTY_DAYS:
+                message = f"Invalid 'expires_after.seconds': {seconds}."
+                raise ApiError(400, message, param="expires_after.seconds")
+            expires_after = int(seconds)
+        if purpose == "batch":
+            if not filename.lower().endswith(".jsonl"):
+                raise ApiError(400, "Invalid file format for Batch API. Must be .jsonl")
+            if len(data) > self.max_file_bytes:
+                raise ApiError(400, "File is too large.")
+        return _Response.of_json(200, self.store_file(filename, purpose, data, expires_after))
+
+    def _list_files(self, request: _Request) -> _Response:
+        purpose = request.query.get("purpose")
+        metas = [m for m, _ in self.files.values() if purpose in (None, m["purpose"])]
+        if request.query.get("order", "desc") == "desc":
+            metas.reverse()
+        limit = _int_query(request.query, "limit", 10_000, 10_000)
+        return _Response.of_json(200, _page(metas, request.query.get("after"), limit))
+
+    def _delete_file(self, request: _Request) -> _Response:
+        file_id = request.params["id"]
+        self.file(file_id)
+        del self.files[file_id]
+        return _Response.of_json(200, {"id": file_id, "object": "file", "deleted": True})
+
+    def _file_content(self, request: _Request) -> _Response:
+        file_id = request.params["id"]
+        if file_id in self.file_content_gone:
+            raise file_not_found(file_id)
+        return _Response(200, self.file(file_id)[1], content_type="application/octet-stream")
+
+    def _list_batches(self, request: _Request) -> _Response:
+        limit = _int_query(request.query, "limit", 20, 100)
+        return _Response.of_json(200, _page(self.newest_first(), request.query.get("after"), limit))
+
+    def _chat(self, request: _Request) -> _Response:
+        """Direct (synchronous) chat completion from the same judge."""
+        payload = request.json_object()
+        model = payload.get("model")
+        if not isinstance(model, str):
+            raise missing_parameter("model")
+        if "messages" not in payload:
+            raise missing_parameter("messages")
+        if not is_known_model(model, self.extra_models):
+            message = f"The model `{model}` does not exist or you do not have access to it."
+            raise ApiError(404, message, code="model_not_found")
+        if payload.get("stream"):
+            raise ApiError(400, "The fake does not stream.", param="stream")
+        executed = execute_request(
+            CHAT_ENDPOINT,
+            payload,
+            failure=None,
+            cached_tokens=self.cached_tokens_per_request,
+            response_id=f"{next(self._ids):06d}",
+            now=int(time.time()),
+        )
+        return _Response.of_json(executed.status_code, executed.body)

@@ -1,0 +1,763 @@
+"""The fake Batch API, driven over HTTP by the real openai SDK."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, Final, Literal
+
+import openai
+import pytest
+from openai import OpenAI
+from openai.types import Batch
+from openai.types.chat import ChatCompletion
+from openai.types.responses import Response
+
+from tests.fakes.batch_api import FakeBatchAPI
+from tests.fakes.judge import (
+    GARBAGE_ANSWER,
+    count_prompt_tokens,
+    judge_answer,
+    judge_score,
+    schema_answer,
+)
+
+Endpoint = Literal["/v1/chat/completions", "/v1/responses"]
+CHAT: Final = "/v1/chat/completions"
+RESPONSES: Final = "/v1/responses"
+MODEL = "gpt-4o-mini"
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[FakeBatchAPI]:
+    with FakeBatchAPI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake(server: FakeBatchAPI) -> FakeBatchAPI:
+    server.reset()
+    return server
+
+
+@pytest.fixture
+def client(fake: FakeBatchAPI) -> Iterator[OpenAI]:
+    with OpenAI(api_key="sk-test", base_url=fake.base_url, max_retries=0) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def retrying_client(fake: FakeBatchAPI) -> Iterator[OpenAI]:
+    with OpenAI(api_key="sk-test", base_url=fake.base_url) as sdk:  # SDK default: 2 retries
+        yield sdk
+
+
+def chat_line(custom_id: str, text: str, model: str = MODEL, **body: Any) -> dict[str, Any]:
+    messages = [
+        {"role": "system", "content": "You are a judge."},
+        {"role": "user", "content": text},
+    ]
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": CHAT,
+        "body": {"model": model, "messages": messages, **body},
+    }
+
+
+def responses_line(custom_id: str, model: str = MODEL, **body: Any) -> dict[str, Any]:
+    return {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": RESPONSES,
+        "body": {"model": model, **body},
+    }
+
+
+def jsonl(lines: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+def submit(client: OpenAI, data: bytes, endpoint: Endpoint = CHAT, **kwargs: Any) -> Batch:
+    uploaded = client.files.create(file=("input.jsonl", data), purpose="batch")
+    return client.batches.create(
+        input_file_id=uploaded.id, endpoint=endpoint, completion_window="24h", **kwargs
+    )
+
+
+def poll(client: OpenAI, batch_id: str) -> tuple[Batch, list[str]]:
+    statuses: list[str] = []
+    for _ in range(20):
+        batch = client.batches.retrieve(batch_id)
+        statuses.append(batch.status)
+        if batch.status in TERMINAL:
+            return batch, statuses
+    raise AssertionError(f"batch not terminal after 20 polls: {statuses}")
+
+
+def read_jsonl(client: OpenAI, file_id: str | None) -> list[dict[str, Any]]:
+    assert file_id
+    return [json.loads(line) for line in client.files.content(file_id).text.splitlines()]
+
+
+def by_custom_id(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {line["custom_id"]: line for line in lines}
+
+
+TEXTS = ["first answer", "second answer [[score:4]]", "third", "fourth one", "fifth!", "sixth é"]
+
+
+def test_chat_batch_end_to_end(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """Upload, create, poll to completed and download: exact scores, shuffled order, usage."""
+    lines = [chat_line(f"row-{i}", text) for i, text in enumerate(TEXTS)]
+    batch = submit(client, jsonl(lines), metadata={"job": "j1"})
+    assert batch.status == "validating"
+    assert batch.request_counts is not None
+    assert batch.request_counts.total == 0
+    assert batch.metadata == {"job": "j1"}
+    assert batch.expires_at == batch.created_at + 86_400
+
+    batch, statuses = poll(client, batch.id)
+
+    assert statuses == ["in_progress", "finalizing", "completed"]
+    assert batch.request_counts is not None
+    assert (batch.request_counts.total, batch.request_counts.completed) == (6, 6)
+    assert batch.model == MODEL
+    assert batch.error_file_id is None
+    assert batch.in_progress_at
+    assert batch.finalizing_at
+    assert batch.completed_at
+    output = read_jsonl(client, batch.output_file_id)
+    assert [line["custom_id"] for line in output] != [line["custom_id"] for line in lines]
+    results = by_custom_id(output)
+    for i, text in enumerate(TEXTS):
+        line = results[f"row-{i}"]
+        assert line["error"] is None
+        assert line["id"].startswith("batch_req_")
+        assert line["response"]["status_code"] == 200
+        completion = ChatCompletion.model_validate(line["response"]["body"])
+        assert completion.choices[0].message.content == str(judge_score(text))
+    assert results["row-1"]["response"]["body"]["choices"][0]["message"]["content"] == "4"
+    prompt_tokens = sum(count_prompt_tokens(line["body"]) for line in lines)
+    assert batch.usage is not None
+    assert batch.usage.input_tokens == prompt_tokens
+    assert batch.usage.output_tokens == 2 * len(TEXTS)
+    meta = client.files.retrieve(batch.output_file_id or "")
+    assert meta.purpose == "batch_output"
+    assert fake.batches_created == 1
+
+
+def test_judge_functions() -> None:
+    """judge_score uses the marker (clamped) or the UTF-8 byte sum; answers follow the rules."""
+    assert judge_score("hello") == 1 + 532 % 5
+    assert judge_score("hello", 0, 10) == 532 % 11
+    assert judge_score("x [[score:9]]") == 5
+    assert judge_score("x [[score:-2]]", 0, 10) == 0
+    chat_body = {"model": MODEL, "messages": [{"role": "user", "content": "hello [[garbage]]"}]}
+    assert judge_answer(chat_body) == GARBAGE_ANSWER
+    assert count_prompt_tokens({"messages": [{"role": "user", "content": "a b c"}]}) == 9
+    assert count_prompt_tokens({"instructions": "be fair", "input": "a b"}) == 5 + 5 + 3
+
+
+def test_structured_output_chat(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """A json_schema response_format yields a JSON object filling every property."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "score": {"type": "integer", "minimum": 0, "maximum": 10},
+            "also": {"type": "integer"},
+            "ratio": {"type": "number"},
+            "reason": {"type": "string"},
+            "label": {"type": "string", "enum": ["bad", "ok", "good"]},
+            "pass": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "extra": {"type": "object"},
+        },
+        "required": ["score", "also", "ratio", "reason", "label", "pass", "tags", "extra"],
+        "additionalProperties": False,
+    }
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {"name": "grade", "schema": schema, "strict": True},
+    }
+    text = "hello"
+    lines = [
+        chat_line("a", text, response_format=fmt),
+        chat_line("b", "noise [[garbage]]", response_format=fmt),
+    ]
+    batch = submit(client, jsonl(lines))
+    fake.run_to_completion(batch.id)
+
+    results = by_custom_id(read_jsonl(client, client.batches.retrieve(batch.id).output_file_id))
+    content = results["a"]["response"]["body"]["choices"][0]["message"]["content"]
+    score = 1 + 532 % 5
+    assert json.loads(content) == {
+        "score": 532 % 11,
+        "also": score,
+        "ratio": float(score),
+        "reason": "reasoning for hello",
+        "label": ["bad", "ok", "good"][score % 3],
+        "pass": score >= 3,
+        "tags": [],
+        "extra": {},
+    }
+    assert json.loads(content) == schema_answer(schema, text)
+    assert results["b"]["response"]["body"]["choices"][0]["message"]["content"] == GARBAGE_ANSWER
+
+
+def test_responses_endpoint(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """/v1/responses lines get response objects, structured text.format and reasoning usage."""
+    schema = {"type": "object", "properties": {"score": {"type": "integer"}}}
+    fmt = {"format": {"type": "json_schema", "name": "grade", "schema": schema, "strict": True}}
+    items = [
+        {"role": "user", "content": "old"},
+        {"role": "user", "content": [{"type": "input_text", "text": "newest"}]},
+    ]
+    lines = [
+        responses_line("plain", input="judge this", instructions="Be strict."),
+        responses_line("items", input=items, text=fmt),
+    ]
+    batch = submit(client, jsonl(lines), endpoint=RESPONSES)
+    fake.run_to_completion(batch.id)
+    done = client.batches.retrieve(batch.id)
+
+    results = by_custom_id(read_jsonl(client, done.output_file_id))
+    plain = results["plain"]["response"]["body"]
+    assert Response.model_validate(plain).output_text == str(judge_score("judge this"))
+    assert plain["status"] == "completed"
+    assert plain["output"][0]["content"][0] == {
+        "type": "output_text",
+        "text": str(judge_score("judge this")),
+        "annotations": [],
+    }
+    assert plain["usage"]["input_tokens"] == (2 + 3) + (2 + 3) + 3
+    assert plain["usage"]["output_tokens_details"]["reasoning_tokens"] == 0
+    structured = results["items"]["response"]["body"]["output"][0]["content"][0]["text"]
+    assert json.loads(structured) == {"score": judge_score("newest")}
+
+    reasoning = submit(
+        client, jsonl([responses_line("r", model="o4-mini", input="x y")]), RESPONSES
+    )
+    fake.run_to_completion(reasoning.id)
+    body = read_jsonl(client, client.batches.retrieve(reasoning.id).output_file_id)[0]["response"][
+        "body"
+    ]
+    assert [item["type"] for item in body["output"]] == ["reasoning", "message"]
+    assert body["usage"]["output_tokens_details"]["reasoning_tokens"] == 8
+    assert body["usage"]["output_tokens"] == 2 + 8
+
+
+def test_http_failures_go_to_error_file(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """Forced and marker failures are error-file lines with the error in response.body."""
+    fake.fail_requests["boom"] = (500, "server_error", "The server had an error.")
+    lines = [
+        chat_line("ok", "fine"),
+        chat_line("boom", "fine too"),
+        chat_line("long", "too long [[fail:context_length_exceeded]]"),
+    ]
+    batch = submit(client, jsonl(lines))
+    fake.run_to_completion(batch.id)
+    done = client.batches.retrieve(batch.id)
+
+    assert done.status == "completed"
+    assert done.request_counts is not None
+    assert (done.request_counts.completed, done.request_counts.failed) == (1, 2)
+    assert [line["custom_id"] for line in read_jsonl(client, done.output_file_id)] == ["ok"]
+    errors = by_custom_id(read_jsonl(client, done.error_file_id))
+    assert errors["boom"]["error"] is None
+    assert errors["boom"]["response"]["status_code"] == 500
+    assert errors["boom"]["response"]["body"]["error"]["code"] == "server_error"
+    long_error = errors["long"]["response"]["body"]["error"]
+    assert errors["long"]["response"]["status_code"] == 400
+    assert long_error["code"] == "context_length_exceeded"
+    assert set(long_error) == {"message", "type", "param", "code"}
+
+
+def test_reasoning_model_max_tokens_fails_every_line(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """max_tokens on a reasoning model is a per-line 400; no success means no output file."""
+    lines = [chat_line(f"r{i}", "x", model="o3-mini", max_tokens=50) for i in range(2)]
+    batch = submit(client, jsonl(lines))
+    fake.run_to_completion(batch.id)
+    done = client.batches.retrieve(batch.id)
+
+    assert done.status == "completed"
+    assert done.output_file_id is None
+    error = read_jsonl(client, done.error_file_id)[0]["response"]["body"]["error"]
+    assert (error["code"], error["param"]) == ("unsupported_parameter", "max_tokens")
+
+
+def test_empty_error_file_id_knob(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """The knob reports a missing error file as "" instead of null."""
+    fake.empty_error_file_id_as_empty_string = True
+    batch = submit(client, jsonl([chat_line("a", "x")]))
+    fake.run_to_completion(batch.id)
+
+    assert client.batches.retrieve(batch.id).error_file_id == ""
+
+
+def test_expired_batch_keeps_partial_results(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """expire_after=K: K results in the output file, batch_expired lines for the rest."""
+    fake.expire_after = 2
+    batch = submit(client, jsonl([chat_line(f"r{i}", f"t{i}") for i in range(5)]))
+
+    done, statuses = poll(client, batch.id)
+
+    assert statuses == ["in_progress", "expired"]
+    assert done.expired_at is not None
+    assert done.request_counts is not None
+    assert (done.request_counts.completed, done.request_counts.failed) == (2, 3)
+    assert {line["custom_id"] for line in read_jsonl(client, done.output_file_id)} == {"r0", "r1"}
+    errors = by_custom_id(read_jsonl(client, done.error_file_id))
+    assert set(errors) == {"r2", "r3", "r4"}
+    assert errors["r2"]["response"] is None
+    assert errors["r2"]["error"]["code"] == "batch_expired"
+
+
+@pytest.mark.parametrize("error_lines", [False, True])
+def test_cancel_flow(client: OpenAI, fake: FakeBatchAPI, error_lines: bool) -> None:
+    """Cancel mid-run: cancelling, then cancelled with partial output; unrun lines per knob."""
+    fake.requests_per_step = 2
+    fake.cancelled_error_lines = error_lines
+    batch = submit(client, jsonl([chat_line(f"r{i}", f"t{i}") for i in range(5)]))
+    assert client.batches.retrieve(batch.id).status == "in_progress"
+    running = client.batches.retrieve(batch.id)
+    assert running.request_counts is not None
+    assert running.request_counts.completed == 2
+
+    cancelling = client.batches.cancel(batch.id)
+    assert cancelling.status == "cancelling"
+    assert cancelling.cancelling_at is not None
+    done = client.batches.retrieve(batch.id)
+
+    assert done.status == "cancelled"
+    assert done.cancelled_at is not None
+    assert len(read_jsonl(client, done.output_file_id)) == 2
+    if error_lines:
+        errors = read_jsonl(client, done.error_file_id)
+        assert {line["error"]["code"] for line in errors} == {"batch_cancelled"}
+        assert len(errors) == 3
+    else:
+        assert done.error_file_id is None
+    assert client.batches.cancel(batch.id).status == "cancelled"
+
+
+def test_cancel_terminal_batch_conflicts(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """Cancelling a completed batch is a 409 ConflictError (the SDK would retry it)."""
+    batch = submit(client, jsonl([chat_line("a", "x")]))
+    fake.run_to_completion(batch.id)
+
+    with pytest.raises(
+        openai.ConflictError, match=re.escape("Cannot cancel a batch with status 'completed'.")
+    ):
+        client.batches.cancel(batch.id)
+
+
+def test_cancel_polls_knob(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """cancel_polls sets how many polls a batch stays cancelling; 0 cancels at once."""
+    fake.cancel_polls = 2
+    slow = submit(client, jsonl([chat_line("a", "x")]))
+    client.batches.cancel(slow.id)
+    assert client.batches.retrieve(slow.id).status == "cancelling"
+    assert client.batches.retrieve(slow.id).status == "cancelled"
+
+    fake.next_batch(cancel_polls=0)
+    instant = submit(client, jsonl([chat_line("a", "x")]))
+    assert client.batches.cancel(instant.id).status == "cancelled"
+
+
+def _line(text: str) -> dict[str, Any]:
+    return chat_line(text, text)
+
+
+VALIDATION_CASES: dict[str, tuple[bytes, str, int | None, str | None]] = {
+    "duplicate_custom_id": (
+        jsonl([_line("a"), _line("b"), _line("a")]),
+        "duplicate_custom_id",
+        3,
+        "custom_id",
+    ),
+    "bad_json_line": (jsonl([_line("a")]) + b"{not json\n", "invalid_json_line", 2, None),
+    "blank_interior_line": (
+        jsonl([_line("a")]) + b"\n" + jsonl([_line("b")]),
+        "invalid_json_line",
+        2,
+        None,
+    ),
+    "empty_file": (b"", "empty_file", None, None),
+    "mixed_models": (
+        jsonl([_line("a"), chat_line("b", "b", model="gpt-4.1")]),
+        "model_mismatch",
+        2,
+        "body.model",
+    ),
+    "unknown_model": (
+        jsonl([chat_line("a", "a", model="llama-3")]),
+        "model_not_found",
+        1,
+        "body.model",
+    ),
+    "url_mismatch": (jsonl([{**_line("a"), "url": RESPONSES}]), "invalid_url", 1, "url"),
+    "streaming": (
+        jsonl([chat_line("a", "a", stream=True)]),
+        "streaming_unsupported",
+        1,
+        "body.stream",
+    ),
+    "missing_method": (
+        jsonl([{k: v for k, v in _line("a").items() if k != "method"}]),
+        "missing_required_parameter",
+        1,
+        "method",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(VALIDATION_CASES))
+def test_validation_failures(client: OpenAI, fake: FakeBatchAPI, case: str) -> None:
+    """A bad input file fails the batch at validating with the §7 error; nothing runs."""
+    data, code, line, param = VALIDATION_CASES[case]
+    batch = submit(client, data)
+
+    done, statuses = poll(client, batch.id)
+
+    assert statuses == ["failed"]
+    assert done.failed_at is not None
+    assert done.errors is not None
+    assert done.errors.data is not None
+    first = done.errors.data[0]
+    assert (first.code, first.line, first.param) == (code, line, param)
+    assert done.request_counts is not None
+    assert done.request_counts.model_dump() == {"total": 0, "completed": 0, "failed": 0}
+    assert done.output_file_id is None
+    assert done.error_file_id is None
+
+
+def test_validation_lists_every_bad_line_and_too_many_tasks(
+    client: OpenAI, fake: FakeBatchAPI
+) -> None:
+    """Every bad line gets its own error in line order; the request cap is a knob."""
+    data = b"nope\n" + jsonl([_line("a")]) + b"[1]\n"
+    batch = submit(client, data)
+    fake.run_to_completion(batch.id)
+    errors = client.batches.retrieve(batch.id).errors
+    assert errors is not None
+    assert errors.data is not None
+    assert [(e.code, e.line) for e in errors.data] == [
+        ("invalid_json_line", 1),
+        ("invalid_json_line", 3),
+    ]
+
+    fake.max_requests_per_batch = 2
+    capped = submit(client, jsonl([_line("a"), _line("b"), _line("c")]))
+    fake.run_to_completion(capped.id)
+    errors = client.batches.retrieve(capped.id).errors
+    assert errors is not None
+    assert errors.data is not None
+    assert [(e.code, e.line) for e in errors.data] == [("too_many_tasks", None)]
+
+
+def big_lines(prefix: str, count: int) -> bytes:
+    """Lines of 213 prompt tokens each (200-word user message + 4-word system message)."""
+    return jsonl([chat_line(f"{prefix}{i}", " ".join(["word"] * 200)) for i in range(count)])
+
+
+def test_enqueued_token_limit(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """A batch pushing the model's enqueued tokens over the limit fails with the exact message."""
+    fake.enqueued_token_limit = {MODEL: 1_000}
+    first = submit(client, big_lines("a", 3))  # 639 tokens
+    assert client.batches.retrieve(first.id).status == "in_progress"
+    second = submit(client, big_lines("b", 3))
+
+    failed = client.batches.retrieve(second.id)
+
+    assert failed.status == "failed"
+    assert failed.errors is not None
+    assert failed.errors.data is not None
+    [error] = failed.errors.data
+    assert error.code == "token_limit_exceeded"
+    assert error.message == (
+        "Enqueued token limit reached for gpt-4o-mini in organization org-fake. "
+        "Limit: 1,000 enqueued tokens. "
+        "Please try again once some in_progress batches have been completed."
+    )
+    assert failed.request_counts is not None
+    assert failed.request_counts.total == 0
+    fake.run_to_completion(first.id)
+    retry = submit(client, big_lines("b", 3))
+    assert client.batches.retrieve(retry.id).status == "in_progress"
+    assert fake.max_in_flight == 2
+    assert fake.max_in_flight_enqueued_tokens == {MODEL: 639}
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"), [("sync_400", openai.BadRequestError), ("sync_429", openai.RateLimitError)]
+)
+def test_synchronous_token_limit(
+    client: OpenAI, fake: FakeBatchAPI, mode: str, error: type[openai.APIStatusError]
+) -> None:
+    """In a sync mode, create itself answers 400/429 token_limit_exceeded; no batch is made."""
+    fake.enqueued_token_limit = {MODEL: 1_000}
+    fake.token_limit_mode = mode
+    first = submit(client, big_lines("a", 3))
+    client.batches.retrieve(first.id)
+
+    with pytest.raises(error) as raised:
+        submit(client, big_lines("b", 3))
+
+    assert raised.value.code == "token_limit_exceeded"
+    assert fake.batches_created == 1
+
+
+def test_list_pagination(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """client.batches.list auto-paginates newest first with after=<last id>."""
+    uploaded = client.files.create(file=("in.jsonl", jsonl([_line("a")])), purpose="batch")
+    created = [
+        client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h").id
+        for _ in range(12)
+    ]
+
+    listed = [batch.id for batch in client.batches.list(limit=5)]
+
+    assert listed == created[::-1]
+    list_calls = [call for call in fake.calls if call.route == "list"]
+    assert [call.query.get("after") for call in list_calls] == [None, created[-5], created[-10]]
+    page = client.batches.list(limit=5)
+    assert page.has_more is True
+    with pytest.raises(openai.BadRequestError):
+        client.batches.list(limit=101)
+
+
+def test_files_api(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """Uploads keep exact bytes, batch rules apply, and unknown or deleted files are 404."""
+    data = jsonl([_line("a")])
+    uploaded = client.files.create(
+        file=("in.jsonl", data),
+        purpose="batch",
+        expires_after={"anchor": "created_at", "seconds": 3600},
+    )
+    assert (uploaded.bytes, uploaded.status, uploaded.purpose) == (len(data), "processed", "batch")
+    assert uploaded.expires_at == uploaded.created_at + 3600
+    default = client.files.create(file=("x.jsonl", data), purpose="batch")
+    assert default.expires_at == default.created_at + 2_592_000
+    assert client.files.content(uploaded.id).content == data
+    assert [f.id for f in client.files.list()] == [default.id, uploaded.id]
+
+    with pytest.raises(openai.BadRequestError, match=re.escape("Must be .jsonl")):
+        client.files.create(file=("in.csv", data), purpose="batch")
+    fake.max_file_bytes = 10
+    with pytest.raises(openai.BadRequestError, match=re.escape("File is too large.")):
+        client.files.create(file=("big.jsonl", data), purpose="batch")
+
+    fake.file_content_gone.add(default.id)
+    with pytest.raises(openai.NotFoundError):
+        client.files.content(default.id)
+    assert client.files.delete(uploaded.id).deleted is True
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.files.retrieve(uploaded.id)
+    assert raised.value.param == "id"
+    assert raised.value.body == {
+        "message": f"No such File object: {uploaded.id}",
+        "type": "invalid_request_error",
+        "param": "id",
+        "code": None,
+    }
+
+
+def test_create_synchronous_errors(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """Bad endpoint, window, metadata or file id are 400s at create; unknown batch is 404."""
+    uploaded = client.files.create(file=("in.jsonl", jsonl([_line("a")])), purpose="batch")
+    bad: list[tuple[dict[str, Any], str | None, str]] = [
+        ({"endpoint": "/v1/x"}, "invalid_value", "endpoint"),
+        ({"completion_window": "1h"}, "invalid_value", "completion_window"),
+        ({"metadata": {"tags": ["a"]}}, "invalid_type", "metadata.tags"),
+        ({"input_file_id": "file-nope"}, None, "file_id"),
+    ]
+    for override, code, param in bad:
+        request = {"input_file_id": uploaded.id, "endpoint": CHAT, "completion_window": "24h"}
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.batches.create(**{**request, **override})
+        assert (raised.value.code, raised.value.param) == (code, param)
+    assert fake.batches_created == 0
+    with pytest.raises(
+        openai.NotFoundError, match=re.escape("No batch found with id 'batch_nope'.")
+    ):
+        client.batches.retrieve("batch_nope")
+
+
+FAULT_CASES: list[tuple[str, str, type[Exception], str | None]] = [
+    ("retrieve", "429", openai.RateLimitError, "rate_limit_exceeded"),
+    ("retrieve", "500", openai.InternalServerError, None),
+    ("retrieve", "503", openai.InternalServerError, None),
+    ("retrieve", "reset", openai.APIConnectionError, None),
+    ("retrieve", "truncated", openai.APIConnectionError, None),
+    ("retrieve", "malformed_json", ValueError, None),
+    ("create", "insufficient_quota", openai.RateLimitError, "insufficient_quota"),
+    ("create", "token_limit", openai.BadRequestError, "token_limit_exceeded"),
+    ("create", "token_limit_429", openai.RateLimitError, "token_limit_exceeded"),
+    ("create", "cannot_find_file", openai.BadRequestError, None),
+]
+
+
+@pytest.mark.parametrize(("route", "kind", "error", "code"), FAULT_CASES)
+def test_fault_kinds(
+    client: OpenAI,
+    fake: FakeBatchAPI,
+    route: str,
+    kind: str,
+    error: type[Exception],
+    code: str | None,
+) -> None:
+    """Each injected fault reaches the SDK (max_retries=0) as the matching exception, once."""
+    uploaded = client.files.create(file=("in.jsonl", jsonl([_line("a")])), purpose="batch")
+    batch = client.batches.create(input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h")
+    fake.inject_fault(route, kind)
+
+    calls: dict[str, Callable[[], Batch]] = {
+        "create": lambda: client.batches.create(
+            input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h"
+        ),
+        "retrieve": lambda: client.batches.retrieve(batch.id),
+    }
+
+    with pytest.raises(error) as raised:
+        calls[route]()
+
+    if code is not None:
+        assert isinstance(raised.value, openai.APIStatusError)
+        assert raised.value.code == code
+    assert fake.batches_created == 1
+    assert client.batches.retrieve(batch.id).id == batch.id  # the fault was consumed
+
+
+def test_timeout_fault(fake: FakeBatchAPI) -> None:
+    """A held request makes the SDK time out."""
+    fake.inject_fault("list", "timeout", delay=1.0)
+    with OpenAI(api_key="sk-test", base_url=fake.base_url, max_retries=0, timeout=0.2) as sdk:
+        with pytest.raises(openai.APITimeoutError):
+            sdk.batches.list()
+        assert sdk.batches.list().data == []
+
+
+def test_retry_after_500_counts_retries(retrying_client: OpenAI, fake: FakeBatchAPI) -> None:
+    """SDK retries of a 500 are visible in x-stainless-retry-count; retry-after-ms is honoured."""
+    batch = submit(retrying_client, jsonl([_line("a")]))
+    fake.inject_fault("retrieve", "500", retry_after_ms=1)
+
+    assert retrying_client.batches.retrieve(batch.id).id == batch.id
+
+    calls = [call for call in fake.calls if call.route == "retrieve"]
+    assert [call.status for call in calls] == [500, 200]
+    assert [call.headers["x-stainless-retry-count"] for call in calls] == ["0", "1"]
+
+
+def test_long_retry_after_stops_sdk_retries(retrying_client: OpenAI, fake: FakeBatchAPI) -> None:
+    """A 429 asking for more than 120 s is not retried by the SDK."""
+    fake.inject_fault("list", "429", retry_after=300)
+
+    with pytest.raises(openai.RateLimitError):
+        retrying_client.batches.list()
+
+    assert fake.request_count("list") == 1
+
+
+def test_after_effect_create_duplicates(retrying_client: OpenAI, fake: FakeBatchAPI) -> None:
+    """A create whose answer is lost is retried by the SDK and yields two batches."""
+    uploaded = retrying_client.files.create(file=("in.jsonl", jsonl([_line("a")])), purpose="batch")
+    fake.inject_fault("create", "reset", after_effect=True)
+
+    retrying_client.batches.create(
+        input_file_id=uploaded.id, endpoint=CHAT, completion_window="24h"
+    )
+
+    assert fake.batches_created == 2
+    assert [call.status for call in fake.calls if call.route == "create"] == [0, 200]
+
+
+def test_upload_and_content_faults(retrying_client: OpenAI, fake: FakeBatchAPI) -> None:
+    """Faults on upload and file content are retried by the SDK with the same bytes."""
+    data = jsonl([_line("a")])
+    fake.inject_fault("upload", "503", retry_after_ms=1)
+    uploaded = retrying_client.files.create(file=("in.jsonl", data), purpose="batch")
+    fake.inject_fault("file_content", "truncated")
+
+    assert retrying_client.files.content(uploaded.id).content == data
+    assert len(fake.files) == 1
+    assert fake.request_count("upload") == 2
+    assert fake.request_count("file_content") == 2
+
+
+def test_direct_chat_completion(retrying_client: OpenAI, fake: FakeBatchAPI) -> None:
+    """POST /v1/chat/completions answers from the same judge; reasoning + max_tokens is a 400."""
+    fake.inject_fault("chat", "429", retry_after_ms=1)
+    messages: Any = [{"role": "user", "content": "grade me"}]
+
+    completion = retrying_client.chat.completions.create(model=MODEL, messages=messages)
+
+    assert completion.choices[0].message.content == str(judge_score("grade me"))
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens == count_prompt_tokens({"messages": messages})
+    with pytest.raises(openai.BadRequestError) as raised:
+        retrying_client.chat.completions.create(model="o3-mini", messages=messages, max_tokens=5)
+    assert raised.value.code == "unsupported_parameter"
+
+
+def test_malformed_and_missing_custom_id_output_lines(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """Output corruption knobs cut lines to invalid JSON and drop custom_id keys."""
+    fake.malformed_output_lines = 1
+    fake.drop_custom_id_lines = 1
+    batch = submit(client, jsonl([_line(f"r{i}") for i in range(4)]))
+    fake.run_to_completion(batch.id)
+
+    text = client.files.content(client.batches.retrieve(batch.id).output_file_id or "").text
+    raw_lines = text.splitlines()
+    parsed = []
+    for raw in raw_lines:
+        try:
+            parsed.append(json.loads(raw))
+        except ValueError:
+            continue
+    assert len(raw_lines) == 4
+    assert len(parsed) == 3
+    assert sum("custom_id" not in line for line in parsed) == 1
+
+
+def test_progress_controls(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """polls_per_state, requests_per_step, advance, stuck finalizing and per-batch overrides."""
+    fake.polls_per_state = 2
+    fake.requests_per_step = 1
+    batch = submit(client, jsonl([_line("a"), _line("b")]))
+    assert [client.batches.retrieve(batch.id).status for _ in range(2)] == [
+        "validating",
+        "in_progress",
+    ]
+
+    fake.advance(batch.id)
+    assert fake.batches[batch.id]["request_counts"]["completed"] == 1
+    fake.stuck_in_finalizing = True
+    fake.run_to_completion(batch.id)
+    assert client.batches.retrieve(batch.id).status == "finalizing"
+    fake.configure_batch(batch.id, stuck_in_finalizing=False)
+    fake.run_to_completion()
+    assert client.batches.retrieve(batch.id).status == "completed"
+
+    fake.next_batch(expire_after=0)
+    expiring = submit(client, jsonl([_line("a")]))
+    fake.run_to_completion()
+    assert client.batches.retrieve(expiring.id).status == "expired"
+
+
+def test_cached_tokens_and_reset(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """cached_tokens_per_request is capped at the prompt; reset() clears state and knobs."""
+    fake.cached_tokens_per_request = 1_000
+    batch = submit(client, jsonl([_line("a"), _line("b")]))
+    fake.run_to_completion(batch.id)
+    usage = client.batches.retrieve(batch.id).usage
+    assert usage is not None
+    assert usage.input_tokens_details.cached_tokens == usage.input_tokens
+
+    fake.reset()
+
+    assert (fake.batches, fake.files, fake.calls) == ({}, {}, [])
+    assert (fake.cached_tokens_per_request, fake.batches_created) == (0, 0)
