@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,12 +13,17 @@ import polars as pl
 from pydantic import BaseModel
 
 from batchgrader import jobs
+from batchgrader.batchfile import RequestOptions
 from batchgrader.datafiles import Format
 from batchgrader.ledger import ChunkRow, JobRow, Ledger
 from batchgrader.openai_batch import BatchClient
+from batchgrader.pricing import PriceTable
+from batchgrader.prompts import Prompt, Scale, Template
 from batchgrader.requestspec import RequestSpec
-from batchgrader.runner import ChunkEvent, Clock, Identity, Runner
+from batchgrader.retry import RETRY_PREFIX
+from batchgrader.runner import FINISHED, ChunkEvent, Clock, Identity, Runner
 from batchgrader.settings import Settings
+from batchgrader.tokens import Counter
 from batchgrader.workload import Workload
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,7 @@ class GradeOptions:
     overwrite: bool = False
     force: bool = False
     detach: bool = False
+    retry_failed: bool = False
 
 
 def open_workload(path: Path, spec: RequestSpec) -> Workload:
@@ -82,9 +89,13 @@ def grade_file(
     if job.status == "done" and job.output_path and Path(job.output_path).exists():
         log.info("Job %s already finished: %s", job.id, job.output_path)
         return summarise(job, ledger.chunks(job.id), None, ledger, job.output_path, "done")
+    if options.output is not None:  # an existing --output fails now, before anything is paid
+        jobs.output_path(
+            workload.source.path, settings, options.output, options.output_format, options.overwrite
+        )
     runner = Runner(client, ledger, settings, spec, identity, on_event=on_event, clock=clock)
     chunks = runner.run(job, detach=options.detach)
-    if any(c.status not in ("done", "failed", "halted") for c in chunks):
+    if any(c.status not in FINISHED for c in chunks):
         return summarise(job, chunks, None, ledger, None, "submitted")
     target = jobs.output_path(
         workload.source.path, settings, options.output, options.output_format, options.overwrite
@@ -92,7 +103,7 @@ def grade_file(
     results = jobs.write_output(
         workload, spec, settings, job, chunks, target, options.output_format
     )
-    failed = any(c.status != "done" for c in chunks)
+    failed = any(c.status in ("failed", "halted") for c in chunks)
     status = "failed" if failed else "done"
     ledger.set_job(job.id, status=status, output_path=str(target))
     summary = summarise(job, chunks, results, ledger, str(target), status)
@@ -110,7 +121,7 @@ def summarise(
     output: str | None,
     status: str,
 ) -> jobs.RunSummary:
-    requests = sum(c.requests for c in chunks)
+    requests = sum(c.requests for c in chunks if not c.request_file.startswith(RETRY_PREFIX))
     halted = sum(c.requests for c in chunks if c.status == "halted")
     graded = failed = invalid = 0
     counts: dict[str, int] = {}
@@ -142,4 +153,34 @@ def summarise(
         output_tokens=sum(e.output_tokens for e in events),
         cost=str(total_cost) if events else None,
         errors=errors,
+    )
+
+
+def spec_of_job(job: JobRow, settings: Settings) -> RequestSpec:
+    """The request spec a job was created with (to resume it without its flags)."""
+    stored = json.loads(job.request_settings)
+    scale = Scale(*stored["scale"])
+    prompt = Prompt(
+        name="(stored)",
+        system=Template.parse(stored["system"], "stored system template"),
+        user=Template.parse(stored["user"], "stored user template"),
+        scale=scale,
+        reasoning=stored["reasoning"],
+        schema=stored["schema"],
+    )
+    options = RequestOptions(
+        model=stored["model"],
+        endpoint=stored["endpoint"],
+        max_tokens=stored["max_tokens"],
+        temperature=stored["temperature"],
+        structured=stored["structured"],
+    )
+    return RequestSpec(
+        prompt=prompt,
+        options=options,
+        counter=Counter.for_model(stored["model"]),
+        price=PriceTable.load(settings.paths.pricing_file).find(stored["model"]),
+        text_column=stored["column"],
+        format=stored["format"],
+        fail_on_empty=False,
     )

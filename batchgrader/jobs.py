@@ -209,8 +209,17 @@ def write_output(
     """
     folder = results_dir(settings, job.id)
     result_files = [folder / c.result_file for c in chunks if c.result_file]
-    results = pl.scan_parquet(result_files) if result_files else pl.LazyFrame(schema=RESULT_SCHEMA)
+    results = (
+        pl.scan_parquet(result_files).unique(subset="row", keep="last", maintain_order=True)
+        if result_files
+        else pl.LazyFrame(schema=RESULT_SCHEMA)
+    )
     halted_error = "not_run: the job stopped before this row's chunk was submitted"
+    unrun = pl.lit(halted_error)
+    for chunk in chunks:  # a chunk whose batch failed (validation): its rows carry its error
+        if chunk.status == "failed" and not chunk.result_file and chunk.error:
+            in_chunk = pl.col("_row").is_between(chunk.first_row, chunk.last_row)
+            unrun = pl.when(in_chunk).then(pl.lit(chunk.error)).otherwise(unrun)
     text = pl.col(spec.text_column)
     blank = text.is_null() | (text.str.strip_chars() == "")
     merged = (
@@ -221,7 +230,7 @@ def write_output(
             pl.when(pl.col("llm_error").is_null() & pl.col("llm_response").is_null() & blank)
             .then(pl.lit("skipped: empty text"))
             .when(pl.col("llm_error").is_null() & pl.col("llm_response").is_null())
-            .then(pl.lit(halted_error))
+            .then(unrun)
             .otherwise(pl.col("llm_error"))
             .alias("llm_error")
         )

@@ -40,7 +40,7 @@ from batchgrader.settings import Settings
 
 log = logging.getLogger(__name__)
 
-FINISHED = frozenset({"done", "failed", "halted"})
+FINISHED = frozenset({"done", "failed", "halted", "retried"})
 IN_FLIGHT = frozenset({"creating", "submitted"})
 MAX_TRANSIENT_FAILURES = 8
 _NOT_RUN = {

@@ -13,6 +13,8 @@ from batchgrader.cli._errors import BoundaryGroup
 from batchgrader.cli.config import config_app
 from batchgrader.cli.count import count
 from batchgrader.cli.grade import grade
+from batchgrader.cli.jobs import jobs_app
+from batchgrader.cli.split import split
 
 app = typer.Typer(
     name="batchgrader",
@@ -28,7 +30,9 @@ app = typer.Typer(
 )
 app.command()(grade)
 app.command()(count)
+app.command()(split)
 app.add_typer(config_app, name="config")
+app.add_typer(jobs_app, name="jobs")
 
 
 def _version(value: bool) -> None:

@@ -9,19 +9,22 @@ from urllib.parse import urlparse
 
 from batchgrader import paths
 from batchgrader.cli._context import AppContext
-from batchgrader.errors import Interrupted, RunFailed
+from batchgrader.errors import InputFileError, Interrupted
 from batchgrader.grading import (
     GradeOptions,
     RunReport,
     find_or_create_job,
     grade_file,
     open_workload,
+    spec_of_job,
 )
-from batchgrader.ledger import Ledger
+from batchgrader.jobs import file_hash
+from batchgrader.ledger import JobRow, Ledger
 from batchgrader.masking import mask
 from batchgrader.openai_batch import BatchClient
 from batchgrader.render.board import RunBoard
 from batchgrader.requestspec import RequestSpec
+from batchgrader.retry import add_retry_chunks
 from batchgrader.runner import Identity
 from batchgrader.settings import Settings
 
@@ -57,10 +60,12 @@ def run_grade(
     report = RunReport(files=[])
     job_id = None
     try:
-        with RunBoard(app.err, live=None if not app.json_mode else False) as board:
+        with RunBoard(app.err, quiet=app.json_mode or app.verbosity < 0) as board:
             for workload in workloads:
                 job, _ = find_or_create_job(workload, spec, settings, ledger, options.force)
                 job_id = job.id
+                if options.retry_failed and job.status in ("done", "failed"):
+                    job = _retry(app, settings, ledger, job)
                 summary = grade_file(
                     workload,
                     job,
@@ -88,4 +93,61 @@ def run_grade(
     return report
 
 
-__all__ = ["RunFailed", "run_grade"]
+def _retry(app: AppContext, settings: Settings, ledger: Ledger, job: JobRow) -> JobRow:
+    count = add_retry_chunks(settings, ledger, job)
+    app.note(
+        f"Retrying {count:,} failed row(s) of job {job.id}."
+        if count
+        else f"Job {job.id} has no failed rows to retry."
+    )
+    fresh = ledger.job(job.id)
+    assert fresh is not None
+    return fresh
+
+
+def resume_job(
+    app: AppContext, settings: Settings, job: JobRow, *, retry_failed: bool = False
+) -> RunReport:
+    """Continue a job by id, with the request settings it was created with."""
+    spec = spec_of_job(job, settings)
+    source = Path(job.input_path)
+    if not source.exists() or file_hash(source) != job.input_hash:
+        raise InputFileError(
+            f"{source} is missing or changed since job {job.id} started.",
+            hint="Restore the original file to resume this job.",
+        )
+    workload = open_workload(source, spec)
+    client = BatchClient(settings.api)
+    ledger = open_ledger(settings)
+    report = RunReport(files=[])
+    try:
+        with RunBoard(app.err, quiet=app.json_mode or app.verbosity < 0) as board:
+            if retry_failed:
+                job = _retry(app, settings, ledger, job)
+            output = Path(job.output_path) if job.output_path else None
+            options = GradeOptions(output=output, overwrite=output is not None)
+            if job.status != "done":
+                ledger.set_job(job.id, status="running")
+                job.status = "running"
+            report.files.append(
+                grade_file(
+                    workload,
+                    job,
+                    spec,
+                    settings,
+                    ledger,
+                    client,
+                    identity(settings),
+                    options,
+                    on_event=board.handle,
+                )
+            )
+    except KeyboardInterrupt:
+        raise Interrupted(
+            "Interrupted. Batches keep running at the provider; nothing was cancelled.",
+            hint=f"batchgrader jobs resume {job.id}",
+        ) from None
+    finally:
+        report.today_cost = today_cost(ledger)
+        ledger.close()
+    return report

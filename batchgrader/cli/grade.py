@@ -69,6 +69,10 @@ def grade(
             help="Run every chunk even after one fails [run.halt_on_chunk_failure=false].",
         ),
     ] = False,
+    retry_failed: Annotated[
+        bool,
+        typer.Option("--retry-failed", help="Resend only the rows whose result is an error."),
+    ] = False,
     dry_run_flag: Annotated[
         bool,
         typer.Option(
@@ -113,6 +117,7 @@ def grade(
         overwrite=overwrite,
         force=force,
         detach=detach,
+        retry_failed=retry_failed,
     )
     if output is not None and len(paths) > 1:
         raise UsageError("--output names one file, but several inputs were given.")

@@ -33,9 +33,10 @@ STATUS_STYLE = {
 class RunBoard:
     """Live chunk table (TTY) or one log line per state change (pipes, CI)."""
 
-    def __init__(self, console: Console, *, live: bool | None = None) -> None:
+    def __init__(self, console: Console, *, quiet: bool = False) -> None:
         self.console = console
-        self.live_mode = console.is_terminal if live is None else live
+        self.quiet = quiet
+        self.live_mode = console.is_terminal and not quiet
         self._rows: dict[tuple[str, int], ChunkEvent] = {}
         self._started: dict[tuple[str, int], float] = {}
         self._live: Live | None = None
@@ -66,6 +67,8 @@ class RunBoard:
         self._rows[key] = event
         if self._live is not None:
             self._live.update(self._table())
+        elif self.quiet:
+            return
         elif previous is None or previous.status != event.status or event.error:
             self.console.print(self._line(event), highlight=False, soft_wrap=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from pathlib import PurePath
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -12,7 +13,9 @@ from rich.text import Text
 from batchgrader.config_report import ConfigReport, PathReport
 from batchgrader.estimate import CountReport
 from batchgrader.grading import RunReport
+from batchgrader.jobreport import JobDetail, JobList
 from batchgrader.planning import DryRun
+from batchgrader.splitting import SplitReport
 
 
 def settings_table(report: ConfigReport) -> Table:
@@ -206,4 +209,70 @@ def summary_table(summaries: RunReport) -> Group:
         parts.append(
             Text(f"Spent today (all runs): {money(Decimal(summaries.today_cost))}", style="dim")
         )
+    return Group(*parts)
+
+
+def jobs_table(report: JobList) -> RenderableType:
+    if not report.jobs:
+        return Text("No jobs. (--all includes finished ones.)")
+    table = Table(title="Jobs", title_justify="left")
+    for name in ("id", "file", "model", "status", "chunks", "rows", "cost", "age"):
+        table.add_column(name, overflow="fold")
+    for j in report.jobs:
+        table.add_row(j.id, Text(j.file.rsplit("/", 1)[-1]), j.model, j.status,
+                      f"{j.chunks_done}/{j.chunks}", f"{j.rows:,}",
+                      money(Decimal(j.cost)) if j.cost else "-", j.age)
+    return table
+
+
+def job_detail_table(report: JobDetail) -> RenderableType:
+    j = report.job
+    table = Table(title=f"Job {j.id}: {j.file} ({j.model}, {j.status})", title_justify="left")
+    for name in ("chunk", "rows", "requests", "tokens", "status", "batch", "done", "failed",
+                 "error"):
+        table.add_column(name, overflow="fold")
+    for c in report.chunks:
+        table.add_row(str(c.chunk), c.rows, f"{c.requests:,}", f"{c.tokens:,}", c.status,
+                      c.batch_id or "-", f"{c.completed:,}", f"{c.failed:,}",
+                      Text(c.error or "", style="red"))
+    return table
+
+
+def split_table(report: SplitReport) -> Group:
+    limits = ", ".join(
+        f"at most {value:,} {name}"
+        for name, value in (("rows", report.limits.rows), ("tokens", report.limits.tokens))
+        if value is not None
+    )
+    parts: list[RenderableType] = []
+    for f in report.files:
+        if f.within_limits:
+            parts.append(
+                Text.assemble(
+                    (f.input, "bold"),
+                    f": {f.rows:,} rows, {f.tokens:,} tokens: already within the limits, "
+                    "not copied.",
+                )
+            )
+            continue
+        table = Table(
+            title=f"{f.input}: {f.rows:,} rows, {f.tokens:,} tokens in {len(f.parts)} parts",
+            title_justify="left",
+            caption=f"{'Would be written to' if report.dry_run else 'Written to'} {f.out_dir}",
+            caption_justify="left",
+        )
+        for name in ("part file", "rows", "input rows", "tokens", "bytes"):
+            left = name in ("part file", "input rows")
+            table.add_column(name, justify="left" if left else "right")
+        cap = report.limits.tokens
+        for p in f.parts:
+            table.add_row(
+                Text(PurePath(p.file).name),
+                f"{p.rows:,}",
+                f"{p.first_row + 1:,}-{p.last_row + 1:,}",
+                Text(f"{p.tokens:,}", style="red" if cap is not None and p.tokens > cap else ""),
+                "-" if p.bytes is None else f"{p.bytes:,}",
+            )
+        parts.append(table)
+    parts.append(Text(f"Each part: {limits} (request tokens for {report.model}).", style="dim"))
     return Group(*parts)

@@ -1,0 +1,96 @@
+"""Jobs as result models for ``jobs list`` and ``jobs show``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from pydantic import BaseModel
+
+from batchgrader.ledger import JobRow, Ledger
+
+
+class JobLine(BaseModel):
+    id: str
+    file: str
+    model: str
+    status: str
+    chunks_done: int
+    chunks: int
+    rows: int
+    cost: str | None
+    age: str
+    output: str | None
+
+
+class JobList(BaseModel):
+    jobs: list[JobLine]
+
+
+class ChunkLine(BaseModel):
+    chunk: int
+    rows: str
+    requests: int
+    tokens: int
+    status: str
+    batch_id: str | None
+    completed: int
+    failed: int
+    error: str | None
+
+
+class JobDetail(BaseModel):
+    job: JobLine
+    chunks: list[ChunkLine]
+
+
+def _age(created_at: str) -> str:
+    delta = datetime.now(UTC) - datetime.fromisoformat(created_at)
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _line(ledger: Ledger, job: JobRow) -> JobLine:
+    chunks = ledger.chunks(job.id)
+    events = [e for e in ledger.usage_events() if e.job_id == job.id]
+    costs = [e.cost for e in events if e.cost is not None]
+    return JobLine(
+        id=job.id,
+        file=job.input_path,
+        model=job.model,
+        status=job.status,
+        chunks_done=sum(1 for c in chunks if c.status == "done"),
+        chunks=len(chunks),
+        rows=job.rows,
+        cost=str(sum(costs, Decimal(0))) if costs else None,
+        age=_age(job.created_at),
+        output=job.output_path,
+    )
+
+
+def job_list(ledger: Ledger, *, include_finished: bool) -> JobList:
+    return JobList(jobs=[_line(ledger, j) for j in ledger.jobs(include_finished=include_finished)])
+
+
+def job_detail(ledger: Ledger, job: JobRow) -> JobDetail:
+    batches = {b["id"]: b for b in ledger.batches(job.id)}
+    lines = []
+    for c in ledger.chunks(job.id):
+        batch = batches.get(c.batch_id or "")
+        lines.append(
+            ChunkLine(
+                chunk=c.idx + 1,
+                rows=f"{c.first_row + 1}-{c.last_row + 1}",
+                requests=c.requests,
+                tokens=c.tokens,
+                status=batch["status"] if batch and c.status == "submitted" else c.status,
+                batch_id=c.batch_id,
+                completed=batch["completed"] if batch else 0,
+                failed=batch["failed"] if batch else 0,
+                error=c.error,
+            )
+        )
+    return JobDetail(job=_line(ledger, job), chunks=lines)
