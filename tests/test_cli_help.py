@@ -1,0 +1,41 @@
+"""Every command has help and is documented in docs/commands.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from typer.testing import Result
+
+Invoke = Callable[..., Result]
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "commands.md"
+COMMANDS = [
+    ["grade"],
+    ["count"],
+    ["config", "show"],
+    ["config", "path"],
+    ["jobs", "list"],
+    ["jobs", "show"],
+    ["jobs", "resume"],
+    ["jobs", "retry"],
+    ["jobs", "cancel"],
+    ["jobs", "clean"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_and_docs(bg: Invoke, command: list[str]) -> None:
+    """--help works and the command appears in the docs."""
+    result = bg(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.stdout
+    assert f"batchgrader {' '.join(command)}" in DOCS.read_text(encoding="utf-8")
+
+
+def test_every_registered_command_is_listed(bg: Invoke) -> None:
+    """The root help lists no command missing from this test's list."""
+    result = bg("--help")
+    assert result.exit_code == 0
+    for top in {c[0] for c in COMMANDS}:
+        assert top in result.stdout
