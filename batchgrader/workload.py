@@ -66,7 +66,15 @@ class Workload:
         source = open_input(path, fmt)
         require_columns(source, [text_column], "the graded column, --column")
         check_placeholders(prompt, source.columns, path)
-        dtype = source.scan().collect_schema()[text_column]
+        schema = source.scan().collect_schema()
+        for column in prompt.columns(text_column):
+            if isinstance(schema[column], (pl.Struct, pl.List, pl.Array)):
+                raise InputFileError(
+                    f"{path}: the column '{column}' used in the prompt holds nested values "
+                    f"({schema[column]}), not text.",
+                    hint="Use a column of plain values in the prompt.",
+                )
+        dtype = schema[text_column]
         if dtype not in (pl.String, pl.Null):
             raise InputFileError(
                 f"{path}: the graded column '{text_column}' holds {dtype}, not text.",

@@ -321,11 +321,6 @@ class TestBadInput:
         (isolated_env / "empty-dir" / "readme.md").write_text("hi", encoding="utf-8")
         assert_usage_error(bg("count", *args), message)
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="workload.py: a nested (struct/list) column used as a placeholder crashes "
-        "with a polars traceback instead of a clear error (reported, not fixed here)",
-    )
     def test_nested_column_in_prompt(self, bg: Bg, isolated_env: Path) -> None:
         """A JSON column holding objects cannot fill a placeholder: a clear error, exit 2."""
         (isolated_env / "nested.jsonl").write_text(

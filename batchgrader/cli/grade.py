@@ -25,7 +25,7 @@ from batchgrader.cli._options import (
     request_overrides,
 )
 from batchgrader.cli._run import run_grade
-from batchgrader.errors import RunFailed, UsageError
+from batchgrader.errors import OutputExistsError, RunFailed, UsageError
 from batchgrader.grading import GradeOptions
 from batchgrader.planning import dry_run
 from batchgrader.render import tables
@@ -80,6 +80,19 @@ def grade(
             help="Plan, count and write the request files; submit nothing (no API key needed).",
         ),
     ] = False,
+    max_cost: Annotated[
+        str | None,
+        typer.Option(
+            "--max-cost",
+            metavar="USD",
+            help="Refuse a run whose worst-case cost exceeds this [budget.max_cost_usd].",
+            show_default=False,
+        ),
+    ] = None,
+    yes: Annotated[
+        bool,
+        typer.Option("--yes", "-y", help="Submit even over a budget limit, without asking."),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Grade every row of the input files with the judge through the Batch API."""
@@ -95,6 +108,7 @@ def grade(
             max_tokens=max_tokens,
         )
         | {"run.halt_on_chunk_failure": False if continue_on_failure else None}
+        | {"budget.max_cost_usd": max_cost.strip().removeprefix("$") if max_cost else None}
     )
     settings = loaded.settings
     fmt = datafiles.parse_format(input_format)
@@ -121,7 +135,11 @@ def grade(
     )
     if output is not None and len(paths) > 1:
         raise UsageError("--output names one file, but several inputs were given.")
-    report = run_grade(app, settings, spec, paths, options)
+    if output is not None and output.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{output} exists.", hint="Pass --overwrite, or choose another --output."
+        )
+    report = run_grade(app, settings, spec, paths, options, yes=yes)
     app.emit(report, tables.summary_table)
     if any(s.status == "failed" or s.failed for s in report.files):
         raise RunFailed(
