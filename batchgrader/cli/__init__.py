@@ -11,6 +11,7 @@ from batchgrader import __version__
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._errors import BoundaryGroup
 from batchgrader.cli.config import config_app
+from batchgrader.cli.costs import costs
 from batchgrader.cli.count import count
 from batchgrader.cli.grade import grade
 from batchgrader.cli.jobs import jobs_app
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 app.command()(grade)
 app.command()(count)
+app.command()(costs)
 app.command()(split)
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlparse
 
-from batchgrader import paths
+import typer
+
+from batchgrader import budget, paths
 from batchgrader.cli._context import AppContext
+from batchgrader.costs import today_cost
 from batchgrader.errors import InputFileError, Interrupted
 from batchgrader.grading import (
     GradeOptions,
@@ -27,6 +30,7 @@ from batchgrader.requestspec import RequestSpec
 from batchgrader.retry import add_retry_chunks
 from batchgrader.runner import Identity
 from batchgrader.settings import Settings
+from batchgrader.workload import Workload
 
 
 def identity(settings: Settings) -> Identity:
@@ -39,33 +43,35 @@ def open_ledger(settings: Settings) -> Ledger:
     return Ledger.open(paths.ledger_db(settings.state_dir()))
 
 
-def today_cost(ledger: Ledger) -> str | None:
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    events = ledger.usage_events(since=start.isoformat(timespec="seconds"))
-    costs = [e.cost for e in events if e.cost is not None]
-    return str(sum(costs, Decimal(0))) if costs else None
-
-
 def run_grade(
     app: AppContext,
     settings: Settings,
     spec: RequestSpec,
     files: list[Path],
     options: GradeOptions,
+    *,
+    yes: bool = False,
 ) -> RunReport:
-    """Validate every file, then grade them one after the other."""
+    """Validate every file, check the budget, then grade them one after the other."""
     workloads = [open_workload(path, spec) for path in files]
     client = BatchClient(settings.api)
     ledger = open_ledger(settings)
     report = RunReport(files=[])
     job_id = None
     try:
+        prepared: list[tuple[Workload, JobRow]] = []
+        for workload in workloads:
+            job, _ = find_or_create_job(workload, spec, settings, ledger, options.force)
+            if options.retry_failed and job.status in ("done", "failed"):
+                job = _retry(app, settings, ledger, job)
+            prepared.append((workload, job))
+        check = budget.check_run(
+            ledger, [job for _, job in prepared], spec, settings, now=datetime.now(UTC)
+        )
+        confirm_budget(check, yes=yes)
         with RunBoard(app.err, quiet=app.json_mode or app.verbosity < 0) as board:
-            for workload in workloads:
-                job, _ = find_or_create_job(workload, spec, settings, ledger, options.force)
+            for workload, job in prepared:
                 job_id = job.id
-                if options.retry_failed and job.status in ("done", "failed"):
-                    job = _retry(app, settings, ledger, job)
                 summary = grade_file(
                     workload,
                     job,
@@ -91,6 +97,23 @@ def run_grade(
         report.today_cost = today_cost(ledger)
         ledger.close()
     return report
+
+
+def confirm_budget(check: budget.BudgetCheck, *, yes: bool) -> None:
+    """Refuse a run over a budget, and ask before an expensive one, unless ``--yes``."""
+    if yes:
+        return
+    check.raise_if_refused()
+    if check.confirm is None:
+        return
+    if not _interactive():
+        raise check.not_confirmed(interactive=False)
+    if not typer.confirm(check.confirm + " Submit?", err=True):
+        raise check.not_confirmed(interactive=True)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty()
 
 
 def _retry(app: AppContext, settings: Settings, ledger: Ledger, job: JobRow) -> JobRow:

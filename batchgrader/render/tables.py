@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batchgrader.config_report import ConfigReport, PathReport
+from batchgrader.costs import CostReport, ExportResult, Usage
 from batchgrader.estimate import CountReport
 from batchgrader.grading import RunReport
 from batchgrader.jobreport import JobDetail, JobList
@@ -276,3 +277,98 @@ def split_table(report: SplitReport) -> Group:
         parts.append(table)
     parts.append(Text(f"Each part: {limits} (request tokens for {report.model}).", style="dim"))
     return Group(*parts)
+
+
+# --- costs (batchgrader costs) ---------------------------------------------------------
+
+_BAR_WIDTH = 20
+
+
+def costs_table(report: CostReport) -> RenderableType:
+    """Windows (all time, today, chosen), then the breakdown; committed beside spent."""
+    if report.recorded_events == 0:
+        return Text("No usage recorded yet.")
+    parts: list[RenderableType] = []
+    title = "Usage" + (f" of {report.model}" if report.model else "") + " (UTC)"
+    windows = _usage_table(title, "window")
+    for w in report.windows:
+        _usage_row(windows, Text(w.name), w)
+    parts.append(windows)
+    if not report.groups:
+        parts.append(Text(f"No usage in {report.breakdown.name}.", style="dim"))
+    else:
+        bars = report.by == "day"
+        title = f"By {report.by}, {report.breakdown.name}"
+        breakdown = _usage_table(title, report.by, flight_tokens=not bars)
+        if bars:
+            breakdown.add_column("", no_wrap=True)
+        top_cost = max(g.cost_usd for g in report.groups)
+        top_tokens = max(g.total_tokens for g in report.groups)
+        for g in report.groups:
+            extra = [_day_bar(g, top_cost, top_tokens)] if bars else []
+            _usage_row(breakdown, Text(g.key), g, *extra, flight_tokens=not bars)
+        parts.append(breakdown)
+    every = report.windows[0]
+    unpriced = every.spent.unpriced_batches + every.committed.unpriced_batches
+    if unpriced:
+        noun = "batch has" if unpriced == 1 else "batches have"
+        parts.append(Text(f"{unpriced:,} {noun} no price (not in the dollars).", "yellow"))
+    parts.append(
+        Text(
+            "Tokens: input (cached is part of it), output, total. spent: collected batches, "
+            "priced from the provider's usage; in flight: estimates of batches not yet "
+            "collected (worst-case output). Exact figures: --json or --csv.",
+            style="dim",
+        )
+    )
+    return Group(*parts)
+
+
+def _usage_table(title: str, key: str, *, flight_tokens: bool = True) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column(key, overflow="fold", no_wrap=key in ("day", "model"))
+    for name in ("batches", "input", "cached", "output", "total", "spent"):
+        table.add_column(name, justify="right", no_wrap=True)
+    if flight_tokens:
+        table.add_column("in-flight tok", justify="right", style="yellow", no_wrap=True)
+    table.add_column("in flight", justify="right", style="yellow", no_wrap=True)
+    return table
+
+
+def _usage_row(
+    table: Table, key: Text, usage: Usage, *extra: RenderableType, flight_tokens: bool = True
+) -> None:
+    s, c = usage.spent, usage.committed
+    in_flight = [f"{c.total_tokens:,}" if c.batches else "-"] if flight_tokens else []
+    table.add_row(
+        key,
+        f"{s.batches:,}",
+        f"{s.input_tokens:,}",
+        f"{s.cached_input_tokens:,}",
+        f"{s.output_tokens:,}",
+        f"{s.total_tokens:,}",
+        money(s.cost_usd) if s.batches else "-",
+        *in_flight,
+        money(c.cost_usd) if c.batches else "-",
+        *extra,
+    )
+
+
+def _day_bar(group: Usage, top_cost: Decimal, top_tokens: int) -> Text:
+    """Spent (cyan) then in flight (yellow), scaled to the day with the most."""
+    if top_cost > 0:
+        spent, committed, top = group.spent.cost_usd, group.committed.cost_usd, top_cost
+    else:
+        spent = Decimal(group.spent.total_tokens)
+        committed = Decimal(group.committed.total_tokens)
+        top = Decimal(max(top_tokens, 1))
+    whole = round(_BAR_WIDTH * (spent + committed) / top)
+    solid = min(whole, round(_BAR_WIDTH * spent / top))
+    if whole == 0 and spent + committed > 0:
+        whole, solid = 1, 1 if spent > 0 else 0
+    return Text.assemble(("█" * solid, "cyan"), ("█" * (whole - solid), "yellow"))
+
+
+def export_note(result: ExportResult) -> Text:
+    """One line saying what ``costs --export`` wrote."""
+    return Text(f"Wrote {result.events:,} usage events to {result.path}.")

@@ -1,0 +1,198 @@
+"""Budgets, checked before anything is submitted.
+
+A run's new work is every chunk not yet handed to the provider (``pending``,
+``uploaded``, or ``creating`` without a recorded batch); chunks already submitted or
+collected are in the ledger already, as committed or spent usage, and count once there.
+The estimate is exact for input tokens; output is the typical answer size (expected) or
+``max_tokens_per_response`` for every request (worst case).
+
+Limits (``[budget]`` settings; ``--max-cost`` sets ``max_cost_usd`` for one run):
+
+- ``daily_token_limit``: today's recorded tokens (spent and committed, of every process
+  sharing the ledger) plus this run's input and expected output tokens.
+- ``max_cost_usd``: this run's worst-case cost.
+- ``monthly_budget_usd``: this calendar month's spent and committed dollars plus this
+  run's worst-case cost.
+- ``confirm_above_usd``: a run expected to cost more asks first (the CLI's job).
+
+Days and months are UTC. The core only decides; asking the user is left to the CLI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from pydantic import BaseModel
+
+from batchgrader.costs import as_utc, day_start, month_start, select
+from batchgrader.errors import BudgetExceeded
+from batchgrader.estimate import estimate_cost, expected_output_tokens
+from batchgrader.ledger import ChunkRow, JobRow, Ledger, UsageEvent
+from batchgrader.requestspec import RequestSpec
+from batchgrader.settings import BudgetSettings, Settings
+
+#: Chunk states whose spend is not in the ledger yet.
+NEW_WORK = frozenset({"pending", "uploaded", "creating"})
+_HINT = "Pass --yes to submit anyway, or raise the limit (see: batchgrader config show)."
+
+
+class RunEstimate(BaseModel):
+    """Tokens and dollars of the work a run would submit (cost None when unpriced)."""
+
+    model: str
+    chunks: int
+    requests: int
+    input_tokens: int
+    expected_output_tokens: int
+    worst_output_tokens: int
+    expected_cost: Decimal | None
+    worst_cost: Decimal | None
+
+    @property
+    def expected_tokens(self) -> int:
+        """Input plus expected output tokens."""
+        return self.input_tokens + self.expected_output_tokens
+
+
+class BudgetCheck(BaseModel):
+    """The estimate, the ledger's figures it was compared with, and the verdicts."""
+
+    estimate: RunEstimate
+    today_tokens: int
+    month_cost: Decimal
+    refusals: list[str]
+    confirm: str | None
+
+    def raise_if_refused(self) -> None:
+        """``BudgetExceeded`` listing every limit the run would break."""
+        if self.refusals:
+            raise BudgetExceeded("Nothing was submitted: " + " ".join(self.refusals), hint=_HINT)
+
+    def not_confirmed(self, *, interactive: bool) -> BudgetExceeded:
+        """The error of a run that needed a confirmation it did not get."""
+        if interactive:
+            return BudgetExceeded("Not confirmed: nothing was submitted.")
+        return BudgetExceeded(
+            f"Nothing was submitted: {self.confirm} Confirmation needs an interactive terminal.",
+            hint="Pass --yes to submit without asking, or raise budget.confirm_above_usd.",
+        )
+
+
+def new_chunks(ledger: Ledger, jobs: Iterable[JobRow]) -> list[ChunkRow]:
+    """The chunks of ``jobs`` that a run would submit now."""
+    return [c for job in jobs for c in ledger.chunks(job.id) if c.status in NEW_WORK]
+
+
+def estimate_run(
+    chunks: Sequence[ChunkRow], spec: RequestSpec, expected_per_request: int
+) -> RunEstimate:
+    """Exact input tokens of ``chunks``; expected and worst-case output; their cost."""
+    requests = sum(c.requests for c in chunks)
+    input_tokens = sum(c.tokens for c in chunks)
+    expected = requests * expected_per_request
+    worst = requests * spec.options.max_tokens
+    cost = estimate_cost(spec, input_tokens, expected, worst)
+    return RunEstimate(
+        model=spec.price.model if spec.price else spec.options.model,
+        chunks=len(chunks),
+        requests=requests,
+        input_tokens=input_tokens,
+        expected_output_tokens=expected,
+        worst_output_tokens=worst,
+        expected_cost=cost.total_expected if cost else None,
+        worst_cost=cost.total_worst if cost else None,
+    )
+
+
+def check_budget(
+    estimate: RunEstimate,
+    budget: BudgetSettings,
+    events: Iterable[UsageEvent],
+    *,
+    now: datetime,
+) -> BudgetCheck:
+    """Compare a run's estimate with the limits and what the ledger already holds."""
+    now = as_utc(now)
+    events = list(events)
+    today = select(events, since=day_start(now))
+    month = select(events, since=month_start(now))
+    today_tokens = sum(e.total_tokens for e in today)
+    month_cost = sum((e.cost for e in month if e.cost is not None), Decimal(0))
+    check = BudgetCheck(
+        estimate=estimate,
+        today_tokens=today_tokens,
+        month_cost=month_cost,
+        refusals=[],
+        confirm=None,
+    )
+    if estimate.requests == 0:
+        return check  # nothing new: a re-attached run never counts twice
+    limit = budget.daily_token_limit
+    if limit is not None and today_tokens + estimate.expected_tokens > limit:
+        check.refusals.append(
+            f"budget.daily_token_limit is {limit:,} tokens; {today_tokens:,} are recorded "
+            f"today (UTC, collected and in flight) and this run adds "
+            f"{estimate.expected_tokens:,} ({estimate.input_tokens:,} input + "
+            f"{estimate.expected_output_tokens:,} expected output) = "
+            f"{today_tokens + estimate.expected_tokens:,}."
+        )
+    worst = estimate.worst_cost
+    cap = budget.max_cost_usd
+    if cap is not None:
+        if worst is None:
+            check.refusals.append(_unpriced(estimate, "budget.max_cost_usd (--max-cost)"))
+        elif worst > cap:
+            check.refusals.append(
+                f"The worst-case cost {usd(worst)} (every answer at "
+                f"max_tokens_per_response) exceeds the cap of {usd(cap)} "
+                "(budget.max_cost_usd / --max-cost)."
+            )
+    monthly = budget.monthly_budget_usd
+    if monthly is not None:
+        if worst is None:
+            check.refusals.append(_unpriced(estimate, "budget.monthly_budget_usd"))
+        elif month_cost + worst > monthly:
+            check.refusals.append(
+                f"budget.monthly_budget_usd is {usd(monthly)}; {usd(month_cost)} is spent or "
+                f"committed in {now:%Y-%m} (UTC) and this run's worst case is {usd(worst)} = "
+                f"{usd(month_cost + worst)}."
+            )
+    expected = estimate.expected_cost
+    if expected is not None and expected > budget.confirm_above_usd:
+        check.confirm = (
+            f"This run is expected to cost {usd(expected)} (worst case "
+            f"{usd(worst or expected)}) for {estimate.requests:,} requests, more than "
+            f"budget.confirm_above_usd ({usd(budget.confirm_above_usd)})."
+        )
+    return check
+
+
+def check_run(
+    ledger: Ledger,
+    jobs: Iterable[JobRow],
+    spec: RequestSpec,
+    settings: Settings,
+    *,
+    now: datetime,
+) -> BudgetCheck:
+    """The budget check of grading ``jobs`` now: their new chunks against the limits."""
+    expected = expected_output_tokens(spec, settings.request.expected_output_tokens)
+    estimate = estimate_run(new_chunks(ledger, jobs), spec, expected)
+    return check_budget(estimate, settings.budget, ledger.usage_events(), now=now)
+
+
+def _unpriced(estimate: RunEstimate, setting: str) -> str:
+    return (
+        f"The cost of this run is unknown ({estimate.model} has no price), so {setting} "
+        "cannot be checked."
+    )
+
+
+def usd(value: Decimal) -> str:
+    """Dollars in a message: cents when that is exact, else every digit (a figure over a
+    limit never looks equal to it)."""
+    if value == value.quantize(Decimal("0.01")):
+        return f"${value:,.2f}"
+    return f"${value.normalize():,f}"
