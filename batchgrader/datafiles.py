@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 import polars as pl
 
@@ -329,3 +329,27 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+#: Formats whose files can be written a batch of rows at a time (``append_rows``).
+APPENDABLE: frozenset[Format] = frozenset({"csv", "tsv", "jsonl"})
+
+
+def append_rows(df: pl.DataFrame, handle: IO[bytes], fmt: Format, *, header: bool) -> None:
+    """Append ``df`` to an open CSV, TSV or JSONL file (CSV/TSV header row when ``header``)."""
+    if fmt in _SEPARATORS:
+        df.write_csv(handle, separator=_SEPARATORS[fmt], include_header=header)
+    elif fmt == "jsonl":
+        df.write_ndjson(handle)
+    else:
+        raise ValueError(f"a {fmt} file cannot be written in pieces")
+
+
+def sink_rows(rows: pl.LazyFrame, path: Path, fmt: Format) -> None:
+    """Write a Parquet or JSON file of ``rows`` (Parquet streamed); not atomic by itself."""
+    if fmt == "parquet":
+        rows.sink_parquet(path)
+    elif fmt == "json":
+        rows.collect().write_json(path)
+    else:
+        raise ValueError(f"write {fmt} files with append_rows")
