@@ -7,7 +7,8 @@ Templates use ``{name}`` placeholders (``{{`` and ``}}`` for literal braces):
 - any other ``{column}`` is that input column of the row.
 
 Rendering is done by polars expressions over a whole batch of rows at once; the result
-is exactly ``template.format(**row)`` with nulls rendered as empty strings.
+is ``template.format(**row)`` with every value as polars writes it as text: nulls are
+empty strings and booleans ``true`` / ``false``.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ _GENERIC_SYSTEM = (
     "You are an impartial judge. Rate the overall quality of the text you are given "
     "on a scale of {min} to {max}, where {min} is very poor and {max} is excellent. "
     "Consider clarity, correctness, completeness and relevance. "
-    "Output only the number."
+    "Answer with the score only."
 )
 _STYLE_SYSTEM = (
     "You are an impartial judge of writing style. Here are examples of the target "
@@ -148,7 +149,7 @@ _STYLE_SYSTEM = (
     "Rate how closely the text you are given matches the style of these examples, "
     "on a scale of {min} to {max}, where {min} is nothing alike and {max} is "
     "indistinguishable. Judge style only (tone, vocabulary, sentence structure, "
-    "formatting), not content. Output only the number."
+    "formatting), not content. Answer with the score only."
 )
 PRESETS: dict[str, str] = {"generic": _GENERIC_SYSTEM, "style-match": _STYLE_SYSTEM}
 
