@@ -122,13 +122,12 @@ def summarise(
     status: str,
 ) -> jobs.RunSummary:
     requests = sum(c.requests for c in chunks if not c.request_file.startswith(RETRY_PREFIX))
-    halted = sum(c.requests for c in chunks if c.status == "halted")
     graded = failed = invalid = 0
     counts: dict[str, int] = {}
     if results is not None:
         ok = results.filter(pl.col("llm_error").is_null())
         graded = ok.height
-        failed = results.height - graded + halted
+        failed = requests - graded  # every sent row: halted, refused or failed chunks too
         invalid = results.filter(pl.col("llm_error").str.starts_with("unparseable")).height
         for score, n in ok.group_by("llm_score").len().sort("llm_score").iter_rows():
             counts[str(score)] = n

@@ -162,7 +162,11 @@ def output_path(
                 f"{target} exists.", hint="Pass --overwrite, or choose another --output."
             )
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        fresh = target.with_name(f"{target.stem}-{stamp}{target.suffix}")
+        base = fresh = target.with_name(f"{target.stem}-{stamp}{target.suffix}")
+        n = 1
+        while fresh.exists():  # two runs in the same second: never replace the first
+            n += 1
+            fresh = base.with_name(f"{base.stem}-{n}{base.suffix}")
         log.warning("%s exists: writing %s instead (--overwrite to replace it).", target, fresh)
         target = fresh
     return target

@@ -224,6 +224,8 @@ class Runner:
             info = found or self.client.create(chunk.input_file_id, job.endpoint, meta)
         except EnqueuedTokenLimit as exc:
             self._learn(exc.limit)
+            if self._never_fits(job, chunk, n, exc.limit, None):
+                return True
             self.ledger.set_chunk(job.id, chunk.idx, status="uploaded")
             self._emit(job, chunk, n, "waiting", error="enqueued-token limit: will resubmit")
             return True
@@ -259,6 +261,21 @@ class Runner:
         if limit is not None:
             self.ledger.learn_limit(self.spec.options.model, limit)
             log.info("Enqueued-token limit of %s: %d tokens", self.spec.options.model, limit)
+
+    def _never_fits(
+        self, job: JobRow, chunk: ChunkRow, n: int, limit: int | None, batch_id: str | None
+    ) -> bool:
+        """Fail a chunk bigger than the whole enqueued-token limit (resubmitting cannot help)."""
+        if limit is None or chunk.tokens <= limit:
+            return False
+        error = (
+            f"chunk of {chunk.tokens:,} tokens exceeds the enqueued-token limit of {limit:,} "
+            f"for {self.spec.options.model}: it can never run (grade again with --force to "
+            "plan smaller chunks)"
+        )
+        self.ledger.set_chunk(job.id, chunk.idx, status="failed", error=error)
+        self._emit(job, chunk, n, "failed", batch_id=batch_id, error=error)
+        return True
 
     # --- polling and collection -----------------------------------------------------
 
@@ -372,7 +389,10 @@ class Runner:
         self.ledger.release_usage(info.id)
         limit_errors = [e for e in info.errors if is_enqueued_limit(e.code, e.message)]
         if limit_errors:
-            self._learn(parse_enqueued_limit(limit_errors[0].message))
+            limit = parse_enqueued_limit(limit_errors[0].message)
+            self._learn(limit)
+            if self._never_fits(job, chunk, n, limit, info.id):
+                return
             self.ledger.set_chunk(job.id, chunk.idx, status="uploaded", batch_id=None)
             self._emit(
                 job,
@@ -409,10 +429,14 @@ class Runner:
                 self.client.download(file_id, dest)
                 return
             except FileMissing:
-                fresh = self.client.retrieve(info.id)
-                ids = {fresh.output_file_id, fresh.error_file_id} - {None}
-                if file_id not in ids or attempt == MAX_TRANSIENT_FAILURES:
-                    raise
+                # One more try (a file may lag its batch); a second 404 is final.
+                if attempt >= 2:
+                    raise FileMissing(
+                        f"File {file_id} of batch {info.id} is no longer available at the "
+                        "provider (404): its results cannot be downloaded.",
+                        hint="Result files are deleted 30 days after a batch ends. "
+                        "Grade the file again with --force to pay for these rows again.",
+                    ) from None
             except TransientApiError as exc:
                 if attempt == MAX_TRANSIENT_FAILURES:
                     raise
