@@ -20,13 +20,16 @@ from batchgrader.openai_batch import BatchClient
 from batchgrader.pricing import PriceTable
 from batchgrader.prompts import Prompt, Scale, Template
 from batchgrader.requestspec import RequestSpec
-from batchgrader.retry import RETRY_PREFIX
+from batchgrader.retry import RETRY_PREFIX, add_retry_chunks
 from batchgrader.runner import FINISHED, ChunkEvent, Clock, Identity, Runner
 from batchgrader.settings import Settings
 from batchgrader.tokens import Counter
 from batchgrader.workload import Workload
 
 log = logging.getLogger(__name__)
+
+#: Row errors resubmitted automatically (up to ``run.max_retries_per_row`` times).
+AUTO_RETRIED = ("batch_expired",)
 
 
 class RunReport(BaseModel):
@@ -95,6 +98,14 @@ def grade_file(
         )
     runner = Runner(client, ledger, settings, spec, identity, on_event=on_event, clock=clock)
     chunks = runner.run(job, detach=options.detach)
+    for _ in range(0 if options.detach else settings.run.max_retries_per_row):
+        if any(c.status not in FINISHED for c in chunks):
+            break
+        resent = add_retry_chunks(settings, ledger, job, only=AUTO_RETRIED)
+        if not resent:
+            break
+        log.warning("Resubmitting %d row(s) an expired batch did not run.", resent)
+        chunks = runner.run(job)
     if any(c.status not in FINISHED for c in chunks):
         return summarise(job, chunks, None, ledger, None, "submitted")
     target = jobs.output_path(

@@ -8,7 +8,9 @@ import os
 import polars as pl
 
 from batchgrader import batchfile, jobs
+from batchgrader.chunking import ChunkPlanner
 from batchgrader.ledger import ChunkRow, JobRow, Ledger, now_iso
+from batchgrader.planning import limits_for
 from batchgrader.settings import Settings
 
 RETRY_PREFIX = "retry-"
@@ -16,35 +18,50 @@ RETRY_PREFIX = "retry-"
 _NOT_RETRIED = ("unparseable", "skipped")
 
 
-def failed_rows(settings: Settings, job: JobRow, chunks: list[ChunkRow]) -> set[int]:
-    """Rows whose latest result is a retryable error, or that were never submitted."""
+def failed_rows(
+    settings: Settings, job: JobRow, chunks: list[ChunkRow], only: tuple[str, ...] | None = None
+) -> set[int]:
+    """Rows whose latest result is a retryable error, or that were never submitted.
+
+    ``only`` restricts the retry to errors starting with one of its prefixes (the
+    automatic retry of rows an expired batch did not run).
+    """
     folder = jobs.results_dir(settings, job.id)
     files = [folder / c.result_file for c in chunks if c.result_file]
     rows: set[int] = set()
     if files:
+        error = pl.col("llm_error")
+        wanted = (
+            pl.any_horizontal([error.str.starts_with(p) for p in only])
+            if only
+            else ~pl.any_horizontal([error.str.starts_with(p) for p in _NOT_RETRIED])
+        )
         latest = (
             pl.scan_parquet(files)
             .unique(subset="row", keep="last", maintain_order=True)
-            .filter(pl.col("llm_error").is_not_null())
-            .filter(~pl.col("llm_error").str.starts_with(_NOT_RETRIED[0]))
-            .filter(~pl.col("llm_error").str.starts_with(_NOT_RETRIED[1]))
+            .filter(error.is_not_null() & wanted)
             .select("row")
             .collect()
         )
         rows.update(latest["row"].to_list())
-    for chunk in chunks:
-        if chunk.status in ("failed", "halted") and not chunk.result_file:
-            rows.update(jobs.request_rows(settings, job.id, chunk.request_file))
+    if only is None:
+        for chunk in chunks:
+            if chunk.status in ("failed", "halted") and not chunk.result_file:
+                rows.update(jobs.request_rows(settings, job.id, chunk.request_file))
     return rows
 
 
-def add_retry_chunks(settings: Settings, ledger: Ledger, job: JobRow) -> int:
-    """Write request files for the failed rows as new chunks; returns the row count."""
+def add_retry_chunks(
+    settings: Settings, ledger: Ledger, job: JobRow, only: tuple[str, ...] | None = None
+) -> int:
+    """Write request files for the failed rows as new chunks; returns the row count.
+
+    The new chunks are planned under the same limits as the job's first plan.
+    """
     chunks = ledger.chunks(job.id)
-    rows = failed_rows(settings, job, chunks)
+    rows = failed_rows(settings, job, chunks, only)
     if not rows:
         return 0
-    max_rows = min(settings.chunking.split_row_limit or 50_000, 50_000)
     lines: list[tuple[int, str]] = []
     for chunk in chunks:
         path = jobs.request_path(settings, job.id, chunk.request_file)
@@ -55,12 +72,17 @@ def add_retry_chunks(settings: Settings, ledger: Ledger, job: JobRow) -> int:
                     lines.append((row, line))
                     rows.discard(row)
     lines.sort()
+    planner = ChunkPlanner(limits_for(settings, job.model, ledger.learned_limit(job.model)))
+    parts: list[list[tuple[int, str]]] = []
+    for row, line in lines:
+        if planner.add(row, _row_tokens(chunks, row), len(line.encode("utf-8"))):
+            parts.append([])
+        parts[-1].append((row, line))
     stamp = now_iso()
     new: list[ChunkRow] = []
-    next_idx = len(chunks)
-    for start in range(0, len(lines), max_rows):
-        part = lines[start : start + max_rows]
-        name = f"{RETRY_PREFIX}{next_idx:04d}.jsonl"
+    for offset, part in enumerate(parts):
+        idx = len(chunks) + offset
+        name = f"{RETRY_PREFIX}{idx:04d}.jsonl"
         path = jobs.request_path(settings, job.id, name)
         data = "".join(line for _, line in part).encode("utf-8")
         tmp = path.with_name(name + ".tmp")
@@ -70,11 +92,11 @@ def add_retry_chunks(settings: Settings, ledger: Ledger, job: JobRow) -> int:
         new.append(
             ChunkRow(
                 job_id=job.id,
-                idx=next_idx,
+                idx=idx,
                 first_row=part[0][0],
                 last_row=part[-1][0],
                 requests=len(part),
-                tokens=_tokens_of(chunks, part),
+                tokens=sum(_row_tokens(chunks, row) for row, _ in part),
                 bytes=len(data),
                 request_file=name,
                 status="pending",
@@ -87,19 +109,16 @@ def add_retry_chunks(settings: Settings, ledger: Ledger, job: JobRow) -> int:
                 updated_at=stamp,
             )
         )
-        next_idx += 1
-    for chunk in chunks:
-        if chunk.status in ("failed", "halted"):
-            ledger.set_chunk(job.id, chunk.idx, status="retried")
+    if only is None:
+        for chunk in chunks:
+            if chunk.status in ("failed", "halted"):
+                ledger.set_chunk(job.id, chunk.idx, status="retried")
     ledger.add_chunks(new)
     ledger.set_job(job.id, status="running")
     return len(lines)
 
 
-def _tokens_of(chunks: list[ChunkRow], part: list[tuple[int, str]]) -> int:
-    """Tokens of retried rows, pro rata of their original chunks (for the caps)."""
-    total = 0
-    for row, _ in part:
-        owner = next(c for c in chunks if c.first_row <= row <= c.last_row)
-        total += -(-owner.tokens // max(owner.requests, 1))
-    return total
+def _row_tokens(chunks: list[ChunkRow], row: int) -> int:
+    """A row's tokens, pro rata of the first chunk that held it (for the caps)."""
+    owner = next(c for c in chunks if c.first_row <= row <= c.last_row)
+    return -(-owner.tokens // max(owner.requests, 1))

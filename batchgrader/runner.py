@@ -126,15 +126,13 @@ class Runner:
                 run.halt_on_chunk_failure and any(c.status == "failed" for c in chunks)
             )
             changed = self._submit(job, chunks)
-            if detach and not any(c.status in ("pending", "uploaded") for c in chunks):
+            if detach:  # submitted what the caps allow; the rest stays queued in the ledger
                 return self.ledger.chunks(job.id)
             for chunk in self.ledger.chunks(job.id):
                 if chunk.status == "submitted":
                     changed |= self._poll(job, chunk, len(chunks), last_seen)
             chunks = self.ledger.chunks(job.id)
             if all(c.status in FINISHED for c in chunks):
-                return chunks
-            if detach and not changed:
                 return chunks
             interval = (
                 run.poll_interval_seconds
@@ -228,7 +226,7 @@ class Runner:
                 return True
             self.ledger.set_chunk(job.id, chunk.idx, status="uploaded")
             self._emit(job, chunk, n, "waiting", error="enqueued-token limit: will resubmit")
-            return True
+            return False  # a refusal is no progress: let the poll interval back off
         except TransientApiError as exc:
             return self._transient(exc)
         except ProviderError as exc:

@@ -22,7 +22,8 @@ from batchgrader.batchfile import row_of
 from batchgrader.pricing import Usage
 from batchgrader.prompts import Prompt
 
-_FIRST_INT = re.compile(r"-?\d+")
+_NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?")
+_DENOMINATOR = re.compile(r"(?:/|\bout of|\bof)\s*$", re.IGNORECASE)
 RESULT_SCHEMA = {
     "row": pl.Int64,
     "llm_score": pl.Int64,
@@ -98,13 +99,34 @@ def parse_answer(
         if not scale.min <= value <= scale.max:
             return None, f"unparseable: score {value} outside {scale.min}-{scale.max}", data
         return value, None, data
-    match = _FIRST_INT.search(text)
-    if match is None:
-        return None, f"unparseable: no number in {text[:80]!r}", None
-    value = int(match.group())
+    value, problem = _plain_score(text)
+    if problem is not None:
+        return None, f"unparseable: {problem}", None
+    assert value is not None
     if not scale.min <= value <= scale.max:
         return None, f"unparseable: score {value} outside {scale.min}-{scale.max}", None
     return value, None, None
+
+
+def _plain_score(text: str) -> tuple[int | None, str | None]:
+    """The one whole number a plain answer gives; ambiguity is never guessed.
+
+    "4", "Score: 4 (good)" and "4 out of 5" give 4; "3.5" and "on a scale of 1 to 5: 4"
+    are unparseable rather than silently wrong.
+    """
+    candidates: list[int] = []
+    for match in _NUMBER.finditer(text):
+        number = match.group()
+        if "." in number or "," in number:
+            return None, f"not a whole number in {text[:80]!r}"
+        if _DENOMINATOR.search(text[: match.start()]) and candidates:
+            continue  # "4 out of 5", "4/5": the 5 is the scale, not the score
+        candidates.append(int(number))
+    if not candidates:
+        return None, f"no number in {text[:80]!r}"
+    if len(set(candidates)) > 1:
+        return None, f"several numbers in {text[:80]!r}"
+    return candidates[0], None
 
 
 def _answer_text(body: dict[str, Any]) -> str | None:

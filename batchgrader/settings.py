@@ -120,6 +120,9 @@ class RunSettings(_Section):
     poll_max_interval_seconds: float = Field(
         120.0, gt=0, description="Longest poll delay (backoff bound)."
     )
+    max_retries_per_row: int = Field(
+        1, ge=0, description="Automatic resubmissions of rows an expired batch did not run."
+    )
 
 
 class BudgetSettings(_Section):

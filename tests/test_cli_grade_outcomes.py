@@ -167,9 +167,10 @@ def test_continue_on_failure_runs_every_chunk(
 
 
 def test_expired_batch_keeps_partial_results(
-    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An expired batch: rows that ran keep their scores, the rest say batch_expired."""
+    """An expired batch (no automatic retry): rows that ran keep scores, the rest expire."""
+    monkeypatch.setenv("BATCHGRADER_RUN__MAX_RETRIES_PER_ROW", "0")
     texts = _texts(8)
     src = _csv(isolated_env, texts)
     fake_api.expire_after = 3
@@ -186,6 +187,23 @@ def test_expired_batch_keeps_partial_results(
     summary = _summary(result)
     assert (summary["graded"], summary["failed"]) == (3, 5)
     assert fake_api.batches_created == 1
+
+
+def test_expired_rows_are_resubmitted_once(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """By default the rows an expired batch did not run are resubmitted once, alone."""
+    texts = _texts(8)
+    src = _csv(isolated_env, texts)
+    fake_api.next_batch(expire_after=3)
+    result = bg("grade", src, "--json")
+    assert result.exit_code == 0, result.output
+    out = _out(isolated_env)
+    assert out["llm_score"].to_list() == _scores(texts)
+    assert out["llm_error"].null_count() == 8
+    assert fake_api.batches_created == 2
+    retry_batch = list(fake_api.batches.values())[-1]
+    assert retry_batch["request_counts"]["total"] == 5
 
 
 @pytest.mark.parametrize("error_lines", [False, True])
@@ -438,9 +456,6 @@ def test_json_summary_alone_on_stdout(
     assert "{" not in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True, reason="exit 1 in --json mode prints the summary and an error envelope"
-)
 def test_json_stdout_is_one_document_when_rows_fail(
     bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
 ) -> None:

@@ -25,6 +25,13 @@ SCHEMA_ONLY = replace(
         ("Score: 5 (excellent)", 5, None),
         ("  1\n", 1, None),
         ("I'd say 3 out of 5", 3, None),
+        ("4/5", 4, None),
+        ("3.5", None, "unparseable: not a whole number in '3.5'"),
+        (
+            "On a scale of 1 to 5: 4",
+            None,
+            "unparseable: several numbers in 'On a scale of 1 to 5: 4'",
+        ),
         ("7", None, "unparseable: score 7 outside 1-5"),
         ("0", None, "unparseable: score 0 outside 1-5"),
         ("-2", None, "unparseable: score -2 outside 1-5"),
@@ -35,7 +42,7 @@ SCHEMA_ONLY = replace(
     ],
 )
 def test_plain_answers(text: str | None, score: int | None, error: str | None) -> None:
-    """Plain-text answers: the first integer, in range, else an unparseable error."""
+    """Plain-text answers: the one whole number, in range, else an unparseable error."""
     assert parse_answer(text, PROMPT, structured=False) == (score, error, None)
 
 

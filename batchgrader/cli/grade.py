@@ -142,6 +142,8 @@ def grade(
     report = run_grade(app, settings, spec, paths, options, yes=yes)
     app.emit(report, tables.summary_table)
     if any(s.status == "failed" or s.failed for s in report.files):
+        if json_output:  # the summary on stdout already says what failed
+            raise typer.Exit(RunFailed.exit_code)
         raise RunFailed(
             "Some rows or batches failed; their rows carry llm_error in the output.",
             hint="batchgrader grade --retry-failed (same arguments) resends only those rows.",

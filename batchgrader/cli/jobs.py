@@ -74,6 +74,8 @@ def _resume(ctx: typer.Context, job_id: str, json_output: bool, retry: bool) -> 
     report = resume_job(app, settings, job, retry_failed=retry)
     app.emit(report, tables.summary_table)
     if any(s.status == "failed" or s.failed for s in report.files):
+        if json_output:  # the summary on stdout already says what failed
+            raise typer.Exit(RunFailed.exit_code)
         raise RunFailed("Some rows or batches failed; their rows carry llm_error.")
 
 
