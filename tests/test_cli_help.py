@@ -8,11 +8,15 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
+from batchgrader.settings import Settings, iter_settings
+
 Invoke = Callable[..., Result]
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "commands.md"
 COMMANDS = [
     ["grade"],
     ["count"],
+    ["split"],
+    ["costs"],
     ["config", "show"],
     ["config", "path"],
     ["jobs", "list"],
@@ -39,3 +43,10 @@ def test_every_registered_command_is_listed(bg: Invoke) -> None:
     assert result.exit_code == 0
     for top in {c[0] for c in COMMANDS}:
         assert top in result.stdout
+
+
+def test_every_setting_is_documented() -> None:
+    """docs/configuration.md has a row for every setting with its default."""
+    text = (DOCS.parent / "configuration.md").read_text(encoding="utf-8")
+    for key, value, _ in iter_settings(Settings()):
+        assert f"| `{key}` | `{value}` |" in text, key
