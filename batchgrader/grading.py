@@ -91,7 +91,9 @@ def grade_file(
     """Run (or re-attach to) a job and write the graded file."""
     if job.status == "done" and job.output_path and Path(job.output_path).exists():
         log.info("Job %s already finished: %s", job.id, job.output_path)
-        return summarise(job, ledger.chunks(job.id), None, ledger, job.output_path, "done")
+        chunks = ledger.chunks(job.id)
+        done = jobs.latest_results(settings, job.id, chunks).select("llm_score", "llm_error")
+        return summarise(job, chunks, done.collect(), ledger, job.output_path, "done")
     if options.output is not None:  # an existing --output fails now, before anything is paid
         jobs.output_path(
             workload.source.path, settings, options.output, options.output_format, options.overwrite
@@ -144,7 +146,11 @@ def summarise(
             counts[str(score)] = n
     events = [e for e in ledger.usage_events() if e.job_id == job.id and not e.committed]
     total_cost = sum((e.cost for e in events if e.cost is not None), Decimal(0))
-    errors = [f"chunk {c.idx + 1}: {c.error}" for c in chunks if c.error]
+    errors = [
+        f"chunk {c.idx + 1}: {c.error}"
+        for c in chunks
+        if c.error and (failed or c.status in ("failed", "halted"))
+    ]
     return jobs.RunSummary(
         job_id=job.id,
         input=job.input_path,

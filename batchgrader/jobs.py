@@ -198,6 +198,15 @@ class RunSummary(BaseModel):
     errors: list[str] = []
 
 
+def latest_results(settings: Settings, job_id: str, chunks: list[ChunkRow]) -> pl.LazyFrame:
+    """Every collected row result of a job; a retried row's latest result wins."""
+    folder = results_dir(settings, job_id)
+    files = [folder / c.result_file for c in chunks if c.result_file]
+    if not files:
+        return pl.LazyFrame(schema=RESULT_SCHEMA)
+    return pl.scan_parquet(files).unique(subset="row", keep="last", maintain_order=True)
+
+
 def write_output(
     workload: Workload,
     spec: RequestSpec,
@@ -211,20 +220,14 @@ def write_output(
 
     Returns the result columns (for the summary), not the whole output.
     """
-    folder = results_dir(settings, job.id)
-    result_files = [folder / c.result_file for c in chunks if c.result_file]
-    results = (
-        pl.scan_parquet(result_files).unique(subset="row", keep="last", maintain_order=True)
-        if result_files
-        else pl.LazyFrame(schema=RESULT_SCHEMA)
-    )
+    results = latest_results(settings, job.id, chunks)
     halted_error = "not_run: the job stopped before this row's chunk was submitted"
     unrun = pl.lit(halted_error)
     for chunk in chunks:  # a chunk whose batch failed (validation): its rows carry its error
         if chunk.status == "failed" and not chunk.result_file and chunk.error:
             in_chunk = pl.col("_row").is_between(chunk.first_row, chunk.last_row)
             unrun = pl.when(in_chunk).then(pl.lit(chunk.error)).otherwise(unrun)
-    text = pl.col(spec.text_column)
+    text = pl.col(spec.text_column).cast(pl.String)  # an all-null column is Null-typed
     blank = text.is_null() | (text.str.strip_chars() == "")
     merged = (
         workload.source.scan()

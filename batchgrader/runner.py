@@ -35,7 +35,7 @@ from batchgrader.openai_batch import (
 )
 from batchgrader.pricing import Usage, cost
 from batchgrader.requestspec import RequestSpec
-from batchgrader.scoring import ChunkResults, parse_result_files
+from batchgrader.scoring import parse_result_files
 from batchgrader.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -238,8 +238,10 @@ class Runner:
         self.ledger.record_batch(
             info.id, job.id, chunk.idx, info.status, input_file_id=chunk.input_file_id
         )
-        estimate = self._estimate_usage(chunk)
-        self.ledger.commit_usage(self._usage_event(job, info, estimate, chunk, info))
+        estimate = Usage(
+            input_tokens=chunk.tokens, output_tokens=chunk.requests * self.spec.options.max_tokens
+        )
+        self.ledger.commit_usage(self._usage_event(job, info.id, estimate))
         self._emit(job, chunk, n, info.status, batch_id=info.id, total=chunk.requests)
         return True
 
@@ -345,12 +347,15 @@ class Runner:
                 chunk.idx + 1,
                 results.malformed_lines,
             )
-        usage_cost = cost(self.spec.price, results.usage) if self.spec.price else None
-        self.ledger.record_usage(
-            self._usage_event(
-                job, info, results.usage, chunk, info, results=results, price=usage_cost
-            )
+        event = self._usage_event(
+            job,
+            info.id,
+            results.usage,
+            completed=results.succeeded,
+            failed=chunk.requests - results.succeeded,
         )
+        self.ledger.record_usage(event)
+        usage_cost = event.cost
         result_file = folder / f"chunk-{chunk.idx:04d}.parquet"
         results.frame().write_parquet(result_file)
         error = None
@@ -443,45 +448,35 @@ class Runner:
 
     # --- usage ----------------------------------------------------------------------
 
-    def _estimate_usage(self, chunk: ChunkRow) -> Usage:
-        return Usage(
-            input_tokens=chunk.tokens, output_tokens=chunk.requests * self.spec.options.max_tokens
-        )
-
     def _usage_event(
         self,
         job: JobRow,
-        info: BatchInfo,
+        batch_id: str,
         usage: Usage,
-        chunk: ChunkRow,
-        latest: BatchInfo,
         *,
-        results: ChunkResults | None = None,
-        price: object = None,
+        completed: int | None = None,
+        failed: int = 0,
     ) -> UsageEvent:
-        amount = (
-            price
-            if results is not None
-            else (cost(self.spec.price, usage) if self.spec.price else None)
-        )
+        """A usage event: an estimate when ``completed`` is None, else the actual."""
+        price = self.spec.price
         return UsageEvent(
             timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
-            batch_id=info.id,
+            batch_id=batch_id,
             job_id=job.id,
             source_file=job.input_path,
             api_key_prefix=self.identity.api_key_prefix,
             base_url_host=self.identity.base_url_host,
-            model=self.spec.price.model if self.spec.price else self.spec.options.model,
+            model=price.model if price else self.spec.options.model,
             endpoint=job.endpoint,
             input_tokens=usage.input_tokens,
             cached_input_tokens=usage.cached_input_tokens,
             output_tokens=usage.output_tokens,
             reasoning_tokens=usage.reasoning_tokens,
             total_tokens=usage.total_tokens,
-            cost=amount,  # type: ignore[arg-type]
-            committed=results is None,
-            requests_completed=results.succeeded if results else 0,
-            requests_failed=(chunk.requests - results.succeeded) if results else 0,
+            cost=cost(price, usage) if price else None,
+            committed=completed is None,
+            requests_completed=completed or 0,
+            requests_failed=failed,
         )
 
     def _emit(

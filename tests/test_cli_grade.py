@@ -96,4 +96,6 @@ def test_rerun_reattaches_without_paying_twice(
     again = bg("grade", src, "--json")
     assert again.exit_code == 0, again.output
     assert fake_api.batches_created == 1
-    assert json.loads(again.stdout)["files"][0]["status"] == "done"
+    summary = json.loads(again.stdout)["files"][0]
+    assert summary["status"] == "done"
+    assert summary["graded"] == 5
