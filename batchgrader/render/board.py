@@ -6,6 +6,7 @@ It is fed ``ChunkEvent``s by the runner and knows nothing else about the run.
 from __future__ import annotations
 
 import time
+from decimal import Decimal
 from types import TracebackType
 
 from rich.console import Console
@@ -14,7 +15,11 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from batchgrader.render.tables import money
 from batchgrader.runner import ChunkEvent
+
+#: Statuses after which a chunk's clock stops.
+FINAL = frozenset({"completed", "failed", "expired", "cancelled", "halted"})
 
 STATUS_STYLE = {
     "validating": "cyan",
@@ -39,6 +44,7 @@ class RunBoard:
         self.live_mode = console.is_terminal and not quiet
         self._rows: dict[tuple[str, int], ChunkEvent] = {}
         self._started: dict[tuple[str, int], float] = {}
+        self._ended: dict[tuple[str, int], float] = {}
         self._live: Live | None = None
 
     def __enter__(self) -> RunBoard:
@@ -64,6 +70,10 @@ class RunBoard:
         key = (event.file, event.chunk)
         previous = self._rows.get(key)
         self._started.setdefault(key, time.monotonic())
+        if event.status in FINAL:
+            self._ended.setdefault(key, time.monotonic())
+        else:
+            self._ended.pop(key, None)
         self._rows[key] = event
         if self._live is not None:
             self._live.update(self._table())
@@ -79,13 +89,25 @@ class RunBoard:
         if e.total:
             parts.append(f"{e.completed}/{e.total} done, {e.failed} failed")
         if e.cost is not None:
-            parts.append(f"${e.cost}")
+            parts.append(money(Decimal(e.cost)))
         if e.error:
             parts.append(e.error)
         return " | ".join(parts)
 
     def _table(self) -> Table:
-        table = Table(title="Batches", title_justify="left", expand=False)
+        events = list(self._rows.values())
+        done = sum(e.completed for e in events)
+        failed = sum(e.failed for e in events)
+        total = sum(e.total for e in events)
+        spent = sum((Decimal(e.cost) for e in events if e.cost is not None), Decimal(0))
+        table = Table(
+            title="Batches",
+            title_justify="left",
+            expand=False,
+            caption=f"{done:,} of {total:,} requests done, {failed:,} failed; "
+            f"collected so far {money(spent)}",
+            caption_justify="left",
+        )
         for name in (
             "file",
             "chunk",
@@ -108,9 +130,9 @@ class RunBoard:
                 Text(e.status, style=STATUS_STYLE.get(e.status, "")),
                 ProgressBar(total=total, completed=e.completed + e.failed, width=16),
                 f"{e.completed}/{e.failed}/{e.total}",
-                f"{time.monotonic() - self._started[key]:.0f}s",
+                f"{self._ended.get(key, time.monotonic()) - self._started[key]:.0f}s",
                 f"{e.tokens:,}" if e.tokens else "-",
-                f"${e.cost}" if e.cost is not None else "-",
+                money(Decimal(e.cost)) if e.cost is not None else "-",
                 Text(e.error or "", style="red"),
             )
         return table
