@@ -1,4 +1,4 @@
-"""Usage reports from the ledger: time windows, groups, ``--since``/``--until`` parsing, export.
+"""Usage reports from the ledger: time windows, groups, ``--since``/``--until`` parsing.
 
 Every figure comes from the ledger's usage events (one per provider batch). An event is
 *committed* while its batch is in flight (the estimate recorded at submission: exact input,
@@ -11,20 +11,16 @@ date or timestamp given by a user is read as UTC, and ``--by day`` groups by UTC
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from batchgrader.datafiles import atomic_path
-from batchgrader.errors import OutputExistsError, UsageError
+from batchgrader.errors import UsageError
 from batchgrader.ledger import Ledger, UsageEvent
 
 GroupBy = Literal["model", "day", "file", "job"]
@@ -42,26 +38,6 @@ _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 #: Days a ``--by day`` breakdown fills with empty days (longer spans list active days only).
 MAX_FILLED_DAYS = 400
-#: Fields of an exported event: the seed's ``token_usage_events.jsonl`` first, then ours.
-EXPORT_FIELDS = (
-    "timestamp",
-    "api_key_prefix",
-    "model",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cost",
-    "request_id",
-    "cached_input_tokens",
-    "reasoning_tokens",
-    "base_url_host",
-    "endpoint",
-    "job_id",
-    "source_file",
-    "requests_completed",
-    "requests_failed",
-    "committed",
-)
 
 
 # --- parsing --------------------------------------------------------------------------
@@ -219,13 +195,6 @@ class CostReport(BaseModel):
     by: GroupBy
     breakdown: Window
     groups: list[Group]
-
-
-class ExportResult(BaseModel):
-    """What ``batchgrader costs --export`` wrote."""
-
-    path: str
-    events: int
 
 
 # --- building reports -----------------------------------------------------------------
@@ -400,116 +369,3 @@ def today_cost(ledger: Ledger, now: datetime | None = None) -> str | None:
     events = select(ledger.usage_events(), since=day_start(moment))
     spent = [e.cost for e in events if not e.committed and e.cost is not None]
     return str(sum(spent, Decimal(0))) if spent else None
-
-
-# --- machine-readable output ----------------------------------------------------------
-
-CSV_COLUMNS = (
-    "section",
-    "key",
-    "since",
-    "until",
-    "batches",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "total_tokens",
-    "cost_usd",
-    "unpriced_batches",
-    "committed_batches",
-    "committed_input_tokens",
-    "committed_output_tokens",
-    "committed_total_tokens",
-    "committed_cost_usd",
-)
-
-
-def report_csv(report: CostReport) -> str:
-    """The report as CSV: one row per window (section ``window``), then one per group
-    (section = the ``--by`` key). Tokens are integers, dollars exact decimal strings."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for w in report.windows:
-        writer.writerow(_csv_row("window", w.name, w.since, w.until, w))
-    for g in report.groups:
-        since, until = report.breakdown.since, report.breakdown.until
-        writer.writerow(_csv_row(report.by, g.key, since, until, g))
-    return buffer.getvalue()
-
-
-def _csv_row(
-    section: str, key: str, since: datetime | None, until: datetime | None, usage: Usage
-) -> list[str | int]:
-    s, c = usage.spent, usage.committed
-    return [
-        section,
-        key,
-        since.isoformat() if since else "",
-        until.isoformat() if until else "",
-        s.batches,
-        s.input_tokens,
-        s.cached_input_tokens,
-        s.output_tokens,
-        s.reasoning_tokens,
-        s.total_tokens,
-        str(s.cost_usd),
-        s.unpriced_batches,
-        c.batches,
-        c.input_tokens,
-        c.output_tokens,
-        c.total_tokens,
-        str(c.cost_usd),
-    ]
-
-
-def export_record(event: UsageEvent) -> dict[str, Any]:
-    """One event in the export's field order (``request_id`` is the batch id)."""
-    values: dict[str, Any] = {
-        "timestamp": event.timestamp,
-        "api_key_prefix": event.api_key_prefix,
-        "model": event.model,
-        "input_tokens": event.input_tokens,
-        "output_tokens": event.output_tokens,
-        "total_tokens": event.total_tokens,
-        "cost": event.cost,
-        "request_id": event.batch_id,
-        "cached_input_tokens": event.cached_input_tokens,
-        "reasoning_tokens": event.reasoning_tokens,
-        "base_url_host": event.base_url_host,
-        "endpoint": event.endpoint,
-        "job_id": event.job_id,
-        "source_file": event.source_file,
-        "requests_completed": event.requests_completed,
-        "requests_failed": event.requests_failed,
-        "committed": event.committed,
-    }
-    return {name: values[name] for name in EXPORT_FIELDS}
-
-
-def export_line(event: UsageEvent) -> str:
-    """One JSON line; ``cost`` is a JSON number written with its exact decimal digits."""
-    parts = [f"{json.dumps(k)}: {_json_value(v)}" for k, v in export_record(event).items()]
-    return "{" + ", ".join(parts) + "}"
-
-
-def _json_value(value: Any) -> str:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return json.dumps(value, ensure_ascii=False)
-
-
-def export_events(events: Sequence[UsageEvent], target: Path, *, overwrite: bool) -> ExportResult:
-    """Write ``events`` as JSONL to ``target`` atomically (never over a file unless
-    ``overwrite``). Only what the ledger holds is written: the key's masked prefix, never
-    the key."""
-    if target.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{target} exists.", hint="Pass --overwrite, or choose another --export file."
-        )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp, tmp.open("w", encoding="utf-8", newline="\n") as handle:
-        for event in events:
-            handle.write(export_line(event) + "\n")
-    return ExportResult(path=str(target), events=len(events))

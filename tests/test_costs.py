@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from batchgrader import costs
+from batchgrader import costs, costs_export
 from batchgrader.errors import OutputExistsError, UsageError
 from batchgrader.ledger import Ledger, UsageEvent
 
@@ -255,8 +255,8 @@ class TestReport:
 
     def test_csv(self, ledger: Ledger) -> None:
         """One CSV row per window then per group, with exact dollars."""
-        lines = costs.report_csv(report_of(ledger)).splitlines()
-        assert lines[0].split(",") == list(costs.CSV_COLUMNS)
+        lines = costs_export.report_csv(report_of(ledger)).splitlines()
+        assert lines[0].split(",") == list(costs_export.CSV_COLUMNS)
         assert lines[1].startswith("window,all time,,,5,13600,200,1460,0,15060,4.85,1,1,400,")
         assert lines[-1].startswith("model,m2,")
         assert len(lines) == 1 + 3 + 2
@@ -291,11 +291,11 @@ class TestExport:
         """Seed fields first (request_id = batch id), then the extras; cost exact or null."""
         ledger.record_usage(usage_event("batch_g", "2026-11-15T10:00:00+00:00", cost="0.0001875"))
         target = tmp_path / "out" / "usage.jsonl"
-        result = costs.export_events(ledger.usage_events(), target, overwrite=False)
+        result = costs_export.export_events(ledger.usage_events(), target, overwrite=False)
         assert result.events == 7
         lines = target.read_text(encoding="utf-8").splitlines()
         records = [json.loads(line, parse_float=Decimal) for line in lines]
-        assert all(list(r) == list(costs.EXPORT_FIELDS) for r in records)
+        assert all(list(r) == list(costs_export.EXPORT_FIELDS) for r in records)
         by_id = {r["request_id"]: r for r in records}
         assert set(by_id) == {e.batch_id for e in EVENTS} | {"batch_g"}
         assert by_id["batch_g"]["cost"] == Decimal("0.0001875")
@@ -315,7 +315,7 @@ class TestExport:
         target = tmp_path / "usage.jsonl"
         target.write_text("keep\n", encoding="utf-8")
         with pytest.raises(OutputExistsError):
-            costs.export_events(ledger.usage_events(), target, overwrite=False)
+            costs_export.export_events(ledger.usage_events(), target, overwrite=False)
         assert target.read_text(encoding="utf-8") == "keep\n"
-        costs.export_events(ledger.usage_events(), target, overwrite=True)
+        costs_export.export_events(ledger.usage_events(), target, overwrite=True)
         assert len(target.read_text(encoding="utf-8").splitlines()) == 6

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from batchgrader import costs as core
-from batchgrader import paths
+from batchgrader import costs_export, paths
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import JsonOption
 from batchgrader.errors import UsageError
@@ -78,7 +78,9 @@ def costs(
     ledger_path = paths.ledger_db(settings.state_dir())
     if export is not None:
         events = core.select(core.read_events(ledger_path), since=start, until=stop, model=model)
-        app.emit(core.export_events(events, export, overwrite=overwrite), tables.export_note)
+        app.emit(
+            costs_export.export_events(events, export, overwrite=overwrite), tables.export_note
+        )
         return
     report = core.load_report(
         ledger_path,
@@ -90,6 +92,6 @@ def costs(
         name=core.window_label(since, until),
     )
     if csv_output:
-        typer.echo(core.report_csv(report), nl=False)
+        typer.echo(costs_export.report_csv(report), nl=False)
         return
     app.emit(report, tables.costs_table)

@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from batchgrader.config_report import ConfigReport, PathReport
-from batchgrader.costs import CostReport, ExportResult, Usage
+from batchgrader.costs import CostReport, Usage
+from batchgrader.costs_export import ExportResult
 from batchgrader.estimate import CountReport
 from batchgrader.grading import RunReport
 from batchgrader.jobreport import JobDetail, JobList
@@ -220,22 +221,46 @@ def jobs_table(report: JobList) -> RenderableType:
     for name in ("id", "file", "model", "status", "chunks", "rows", "cost", "age"):
         table.add_column(name, overflow="fold")
     for j in report.jobs:
-        table.add_row(j.id, Text(j.file.rsplit("/", 1)[-1]), j.model, j.status,
-                      f"{j.chunks_done}/{j.chunks}", f"{j.rows:,}",
-                      money(Decimal(j.cost)) if j.cost else "-", j.age)
+        table.add_row(
+            j.id,
+            Text(j.file.rsplit("/", 1)[-1]),
+            j.model,
+            j.status,
+            f"{j.chunks_done}/{j.chunks}",
+            f"{j.rows:,}",
+            money(Decimal(j.cost)) if j.cost else "-",
+            j.age,
+        )
     return table
 
 
 def job_detail_table(report: JobDetail) -> RenderableType:
     j = report.job
     table = Table(title=f"Job {j.id}: {j.file} ({j.model}, {j.status})", title_justify="left")
-    for name in ("chunk", "rows", "requests", "tokens", "status", "batch", "done", "failed",
-                 "error"):
+    for name in (
+        "chunk",
+        "rows",
+        "requests",
+        "tokens",
+        "status",
+        "batch",
+        "done",
+        "failed",
+        "error",
+    ):
         table.add_column(name, overflow="fold")
     for c in report.chunks:
-        table.add_row(str(c.chunk), c.rows, f"{c.requests:,}", f"{c.tokens:,}", c.status,
-                      c.batch_id or "-", f"{c.completed:,}", f"{c.failed:,}",
-                      Text(c.error or "", style="red"))
+        table.add_row(
+            str(c.chunk),
+            c.rows,
+            f"{c.requests:,}",
+            f"{c.tokens:,}",
+            c.status,
+            c.batch_id or "-",
+            f"{c.completed:,}",
+            f"{c.failed:,}",
+            Text(c.error or "", style="red"),
+        )
     return table
 
 
