@@ -123,6 +123,8 @@ def grade_file(
     if failed or summary.failed:
         errors_log = target.with_name(target.name + ".errors.log")
         errors_log.write_text("\n".join(summary.errors) + "\n", encoding="utf-8")
+    else:  # nothing left to retry: the request files and raw downloads have done their job
+        jobs.remove_temporary_files(settings, job.id)
     return summary
 
 

@@ -259,5 +259,12 @@ def write_output(
     return results.select("llm_score", "llm_error").collect()
 
 
+def remove_temporary_files(settings: Settings, job_id: str) -> None:
+    """Drop a finished job's request files and raw downloads; keep its row results."""
+    shutil.rmtree(job_dir(settings, job_id) / "requests", ignore_errors=True)
+    for raw in results_dir(settings, job_id).glob("*.jsonl"):
+        raw.unlink(missing_ok=True)
+
+
 def remove_job_files(settings: Settings, job_id: str) -> None:
     shutil.rmtree(job_dir(settings, job_id), ignore_errors=True)

@@ -99,3 +99,15 @@ def test_rerun_reattaches_without_paying_twice(
     summary = json.loads(again.stdout)["files"][0]
     assert summary["status"] == "done"
     assert summary["graded"] == 5
+
+
+def test_temporary_files_removed_when_done(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, home: Path
+) -> None:
+    """A job that finished cleanly keeps only its row results, not its request files."""
+    src = _write(isolated_env / "d.csv", list(_texts(4)))
+    assert bg("grade", src).exit_code == 0
+    (job,) = (home / "data" / "jobs").iterdir()
+    assert not (job / "requests").exists()
+    assert [p.suffix for p in (job / "results").iterdir()] == [".parquet"]
+    assert not list(isolated_env.glob("*.jsonl"))
