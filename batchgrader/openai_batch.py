@@ -169,6 +169,10 @@ class BatchClient:
         )
         self._once = self._client.with_options(max_retries=0)
 
+    def close(self) -> None:
+        """Close the HTTP connections (the retry-free view shares them)."""
+        self._client.close()
+
     def upload(self, path: Path) -> str:
         """Upload a request file (purpose batch); returns its file id."""
         try:

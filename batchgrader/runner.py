@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 FINISHED = frozenset({"done", "failed", "halted", "retried"})
 IN_FLIGHT = frozenset({"creating", "submitted"})
 MAX_TRANSIENT_FAILURES = 8
+#: Times a chunk's results are downloaded again when they hold malformed lines.
+MAX_REDOWNLOADS = 3
 _NOT_RUN = {
     "completed": "not_run: missing from the batch's output and error files",
     "expired": "batch_expired: not run before the batch expired",
@@ -112,6 +114,8 @@ class Runner:
         self.clock = clock or SystemClock()
         self._halted = False
         self._failures = 0
+        self._unanswered: dict[int, int] = {}  # chunk -> lost create answers seen
+        self._redownloads: dict[int, int] = {}  # chunk -> downloads discarded as corrupt
 
     # --- the loop -------------------------------------------------------------------
 
@@ -218,8 +222,21 @@ class Runner:
         since = (chunk.intent_at or 0) - 300
         assert chunk.input_file_id is not None
         try:
-            found = self.client.find(meta, since)
-            info = found or self.client.create(chunk.input_file_id, job.endpoint, meta)
+            info = self.client.find(meta, since)
+            if info is None and self._unanswered.get(chunk.idx) == 1:
+                # The last create's answer was lost and the batch is not listed (yet):
+                # give the provider one more backoff to show it before creating again.
+                self._unanswered[chunk.idx] = 2
+                raise TransientApiError(
+                    f"chunk {chunk.idx + 1}: no batch listed after a lost create answer; "
+                    "looking once more before creating"
+                )
+            if info is None:
+                try:
+                    info = self.client.create(chunk.input_file_id, job.endpoint, meta)
+                except TransientApiError:
+                    self._unanswered[chunk.idx] = 1
+                    raise
         except EnqueuedTokenLimit as exc:
             self._learn(exc.limit)
             if self._never_fits(job, chunk, n, exc.limit, None):
@@ -234,6 +251,7 @@ class Runner:
                 return self._transient(exc)
             raise
         self._failures = 0
+        self._unanswered.pop(chunk.idx, None)
         self.ledger.set_chunk(job.id, chunk.idx, status="submitted", batch_id=info.id)
         self.ledger.record_batch(
             info.id, job.id, chunk.idx, info.status, input_file_id=chunk.input_file_id
@@ -341,6 +359,19 @@ class Runner:
             self.spec.options.structured,
             _NOT_RUN.get(info.status, "not_run: missing from the batch's files"),
         )
+        if results.malformed_lines and self._redownloads.get(chunk.idx, 0) < MAX_REDOWNLOADS:
+            # A corrupted download looks like malformed lines: fetch the files again
+            # before accepting them (nothing is recorded until the files are kept).
+            self._redownloads[chunk.idx] = self._redownloads.get(chunk.idx, 0) + 1
+            for path in files:
+                path.unlink(missing_ok=True)
+            self._transient(
+                TransientApiError(
+                    f"chunk {chunk.idx + 1}: {results.malformed_lines} malformed lines in the "
+                    "downloaded results; downloading again"
+                )
+            )
+            return
         if results.malformed_lines:
             log.warning(
                 "Chunk %d: %d malformed output lines were ignored (their rows are marked).",

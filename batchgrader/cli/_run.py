@@ -96,6 +96,7 @@ def run_grade(
     finally:
         report.today_cost = today_cost(ledger)
         ledger.close()
+        client.close()
     return report
 
 
@@ -173,4 +174,5 @@ def resume_job(
     finally:
         report.today_cost = today_cost(ledger)
         ledger.close()
+        client.close()
     return report

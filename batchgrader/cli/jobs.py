@@ -98,9 +98,9 @@ def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -
     app.json_mode = json_output
     settings = app.load().settings
     ledger = open_ledger(settings)
+    client = BatchClient(settings.api)
     try:
         job = _job(ledger, job_id)
-        client = BatchClient(settings.api)
         for chunk in ledger.chunks(job.id):
             if chunk.status == "submitted" and chunk.batch_id:
                 info = client.cancel(chunk.batch_id)
@@ -117,6 +117,7 @@ def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -
         app.emit(job_detail(ledger, job), tables.job_detail_table)
     finally:
         ledger.close()
+        client.close()
 
 
 @jobs_app.command("clean")

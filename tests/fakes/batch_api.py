@@ -313,6 +313,11 @@ class FakeBatchAPI(BatchStore):
         with self._lock:
             self._faults.setdefault(route, deque()).append(_Fault(kind, times, opts))
 
+    def clear_faults(self) -> None:
+        """Drop every fault not yet served (the service is healthy again)."""
+        with self._lock:
+            self._faults = {}
+
     def _take_fault(self, route: str) -> _Fault | None:
         with self._lock:
             queue = self._faults.get(route)
