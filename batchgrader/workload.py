@@ -26,6 +26,12 @@ log = logging.getLogger(__name__)
 
 _ROLES = ("system", "user")
 
+#: Input bytes per streamed batch, and the bounds on its rows. Smaller batches cost
+#: little speed (measured in docs/benchmarks.md) and keep the peak memory low.
+BATCH_BYTES = 16 * 1024 * 1024
+MIN_BATCH_ROWS = 1_000
+MAX_BATCH_ROWS = 50_000
+
 
 @dataclass
 class RowBatch:
@@ -93,8 +99,17 @@ class Workload:
     def id_width(self) -> int:
         return batchfile.id_width(self.source.rows)
 
-    def batches(self, *, with_lines: bool = False, batch_rows: int = 50_000) -> Iterator[RowBatch]:
-        """Stream the file's rows as prepared batches, in input order."""
+    def batches(
+        self, *, with_lines: bool = False, batch_rows: int | None = None
+    ) -> Iterator[RowBatch]:
+        """Stream the file's rows as prepared batches, in input order.
+
+        ``batch_rows`` defaults to about ``BATCH_BYTES`` of input per batch (see
+        ``default_batch_rows``): the batch's text lives in memory up to three times
+        (polars column, rendered messages, Python strings), so memory stays flat in the
+        file's size and small beside polars' own read-ahead.
+        """
+        batch_rows = batch_rows or default_batch_rows(self.source)
         columns = self.prompt.columns(self.text_column)
         system_t, user_t = self.prompt.system, self.prompt.user
         examples = self.prompt.examples
@@ -104,29 +119,36 @@ class Workload:
         overhead = self.counter.message_overhead(_ROLES)
         if constant_system is not None:
             overhead += self.counter.count(constant_system)
-        text = pl.col(self.text_column)
+        text = pl.col(self.text_column).cast(pl.String)  # an all-null column is Null-typed
         blank = text.is_null() | (text.str.strip_chars() == "")
-        user_expr = user_t.expr(self.text_column, examples).alias("_user")
-        exprs = [user_expr, blank.alias("_blank")]
+        exprs = [user_t.expr(self.text_column, examples).alias("_user"), blank.alias("_blank")]
         if constant_system is None:
             exprs.append(system_t.expr(self.text_column, examples).alias("_system"))
         first = 0
         for df in self.source.iter_batches(columns, batch_rows):
-            prepared = df.select(exprs).with_row_index("_row", offset=first)
-            blank_rows = prepared.filter(pl.col("_blank"))["_row"].to_list()
-            if blank_rows and self.fail_on_empty:
-                raise InputFileError(
-                    f"{self.source.path}: row {blank_rows[0] + 1} has an empty or null "
-                    f"'{self.text_column}'.",
-                    hint="Fill it, or drop --fail-on-empty to skip such rows.",
-                )
-            sendable = prepared.filter(~pl.col("_blank"))
-            rows = sendable["_row"].to_list()
-            users = sendable["_user"].to_list()
+            n_rows = df.height
+            prepared = df.select(exprs)
+            del df  # the batch's text is now in the rendered columns; free the input copy
+            is_blank = prepared["_blank"]
+            blank_rows: list[int] = []
+            if is_blank.any():
+                blank_rows = [first + i for i in is_blank.arg_true().to_list()]
+                if self.fail_on_empty:
+                    raise InputFileError(
+                        f"{self.source.path}: row {blank_rows[0] + 1} has an empty or null "
+                        f"'{self.text_column}'.",
+                        hint="Fill it, or drop --fail-on-empty to skip such rows.",
+                    )
+                prepared = prepared.filter(~pl.col("_blank"))
+                rows = [first + i for i in (~is_blank).arg_true().to_list()]
+            else:  # the usual case: every row is sent, no filtered copy is made
+                rows = list(range(first, first + n_rows))
+            del is_blank
+            users = prepared["_user"].to_list()
+            systems = prepared["_system"].to_list() if constant_system is None else None
+            del prepared
             tokens = self.counter.count_many(users)
-            systems: list[str] | None = None
-            if constant_system is None:
-                systems = sendable["_system"].to_list()
+            if systems is not None:
                 system_tokens = self.counter.count_many(systems)
                 tokens = [t + s + overhead for t, s in zip(tokens, system_tokens, strict=True)]
             else:
@@ -139,12 +161,23 @@ class Workload:
                     lines = self.builder.constant_system_lines(ids, constant_system, users)
                 else:
                     lines = self.builder.lines(ids, systems, users)
+            del users, systems
             yield RowBatch(
                 first_row=first,
-                n_rows=df.height,
+                n_rows=n_rows,
                 rows=rows,
                 tokens=tokens,
                 lines=lines,
                 skipped=blank_rows,
             )
-            first += df.height
+            first += n_rows
+
+
+def default_batch_rows(source: InputFile) -> int:
+    """Rows per streamed batch: about ``BATCH_BYTES`` of the input file."""
+    try:
+        size = source.path.stat().st_size
+    except OSError:
+        return MAX_BATCH_ROWS
+    row_bytes = max(1, size // max(1, source.rows))
+    return max(MIN_BATCH_ROWS, min(MAX_BATCH_ROWS, BATCH_BYTES // row_bytes))
