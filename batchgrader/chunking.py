@@ -30,6 +30,9 @@ class Limits:
     tokens: int | None = 500_000
     rows: int | None = None
     enqueued_tokens: int | None = None
+    #: Most input tokens one request may have: the model's context window less the
+    #: output tokens it asks for (None: unknown model, or no such limit, as in split).
+    context_tokens: int | None = None
     max_requests: int = MAX_REQUESTS_PER_BATCH
     max_bytes: int = MAX_BATCH_FILE_BYTES
 
@@ -78,8 +81,16 @@ class ChunkPlanner:
         self._requests = self._tokens = self._bytes = 0
 
     def add(self, row: int, tokens: int, nbytes: int) -> bool:
-        """Add a sendable row; True when it opened a new chunk."""
+        """Add a sendable row; True when it is the first request of a chunk."""
         lim = self.limits
+        if lim.context_tokens is not None and tokens > lim.context_tokens:
+            raise PlanError(
+                f"Row {row + 1} needs {tokens:,} input tokens, over the "
+                f"{lim.context_tokens:,} the model's context window leaves beside the "
+                "answer: the provider would refuse it.",
+                hint="Shorten or remove that row ('batchgrader count' shows the longest row "
+                "and how many are over the context window).",
+            )
         if lim.enqueued_tokens is not None and tokens > lim.enqueued_tokens:
             raise PlanError(
                 f"Row {row + 1} alone needs {tokens:,} input tokens, over the model's "
@@ -105,7 +116,6 @@ class ChunkPlanner:
         while pending and pending[-1] <= row:
             pending.pop()
             crossed = True
-        opened = False
         if self._requests and (
             self._requests + 1 > lim.row_cap
             or self._bytes + nbytes > lim.max_bytes
@@ -115,7 +125,9 @@ class ChunkPlanner:
             self._close()
         if self._first is None:
             self._first = self._last + 1
-            opened = True
+        # Leading skipped rows may have started the chunk already: its first request
+        # still opens its request file.
+        opened = self._requests == 0
         self._requests += 1
         self._tokens += tokens
         self._bytes += nbytes

@@ -15,7 +15,7 @@ import contextlib
 import csv
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +127,8 @@ def discover(paths: list[Path], input_dir: Path, override: Format | None = None)
 def open_input(path: Path, override: Format | None = None) -> InputFile:
     """Validate the file's shape (not yet its values) and return it as an ``InputFile``."""
     fmt = format_of(path, override)
+    if path.exists() and not path.is_file():  # opening a pipe would wait for a writer
+        raise InputFileError(f"{path}: not a regular file (a folder, pipe or device).")
     try:
         size = path.stat().st_size
         with path.open("rb") as handle:
@@ -151,7 +153,7 @@ def open_input(path: Path, override: Format | None = None) -> InputFile:
     lf = _scan(path, fmt)
     try:
         columns = tuple(lf.collect_schema().names())
-        rows = int(lf.select(pl.len()).collect().item())
+        rows = _count_rows(lf, fmt)
     except pl.exceptions.PolarsError as exc:
         raise _located_error(path, fmt, exc) from None
     if csv_rows is not None and rows != csv_rows:
@@ -166,6 +168,21 @@ def open_input(path: Path, override: Format | None = None) -> InputFile:
     return InputFile(path=path, format=fmt, columns=columns, rows=rows)
 
 
+def _count_rows(lf: pl.LazyFrame, fmt: Format) -> int:
+    """Rows as polars reads them.
+
+    polars' fast row count maps the whole file into memory, which shows as the file's
+    size in the process's RSS; CSV/TSV rows are counted by streaming one column instead
+    (the fast count remains the fallback when that read fails, for its diagnosis).
+    """
+    if fmt in _SEPARATORS:
+        try:
+            return sum(batch.height for batch in lf.select(pl.first()).collect_batches())
+        except pl.exceptions.PolarsError:
+            pass
+    return int(lf.select(pl.len()).collect().item())
+
+
 def require_columns(source: InputFile, needed: list[str], what: str) -> None:
     """Fail if any of ``needed`` is not a column, listing the columns that exist."""
     missing = [c for c in needed if c not in source.columns]
@@ -178,7 +195,7 @@ def require_columns(source: InputFile, needed: list[str], what: str) -> None:
 
 def _scan(path: Path, fmt: Format) -> pl.LazyFrame:
     if fmt in _SEPARATORS:
-        return pl.scan_csv(
+        lf = pl.scan_csv(
             path,
             separator=_SEPARATORS[fmt],
             infer_schema=False,
@@ -186,7 +203,12 @@ def _scan(path: Path, fmt: Format) -> pl.LazyFrame:
             missing_columns="raise",
             raise_if_empty=True,
         )
+        return _true_header(lf, path, _SEPARATORS[fmt])
     if fmt == "jsonl":
+        if _starts_with_bom(path):  # polars' NDJSON reader rejects a BOM: read past it
+            with path.open("rb") as handle:  # (read into memory: only BOM-marked files)
+                handle.seek(len(codecs.BOM_UTF8))
+                return pl.scan_ndjson(handle.read(), infer_schema_length=None)
         return pl.scan_ndjson(path, infer_schema_length=None)
     if fmt == "parquet":
         return pl.scan_parquet(path)
@@ -194,6 +216,29 @@ def _scan(path: Path, fmt: Format) -> pl.LazyFrame:
         return pl.read_json(path, infer_schema_length=None).lazy()
     except pl.exceptions.PolarsError as exc:
         raise _located_error(path, fmt, exc) from None
+
+
+def _true_header(lf: pl.LazyFrame, path: Path, separator: str) -> pl.LazyFrame:
+    """``lf`` with the header's names as the csv rules read them.
+
+    polars keeps the doubled quotes inside a quoted column name: the name ``say "hi"``
+    comes back with each of its quotes doubled. The csv module reads the header the
+    standard way, so the graded output keeps the input's column names.
+    """
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as text:
+            names = next(csv.reader(text, delimiter=separator), [])
+        current = lf.collect_schema().names()
+    except (OSError, UnicodeDecodeError, csv.Error, pl.exceptions.PolarsError):
+        return lf  # the validation reports what is wrong with the file
+    if names == current or len(names) != len(current) or len(set(names)) != len(names):
+        return lf
+    return lf.rename(dict(zip(current, names, strict=True)))
+
+
+def _starts_with_bom(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8
 
 
 def _check_header(path: Path, head: bytes, separator: str) -> None:
@@ -223,7 +268,7 @@ def _locate_problem(path: Path, fmt: Format) -> str | None:
     if bad_bytes is not None:
         return bad_bytes
     if fmt == "jsonl":
-        with path.open(encoding="utf-8") as text:
+        with path.open(encoding="utf-8-sig") as text:
             for number, raw in enumerate(text, start=1):
                 if not raw.strip():
                     continue
@@ -236,7 +281,7 @@ def _locate_problem(path: Path, fmt: Format) -> str | None:
         return None
     if fmt == "json":
         try:
-            value = json.loads(path.read_text(encoding="utf-8"))
+            value = json.loads(path.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as err:
             return f"invalid JSON at line {err.lineno}, column {err.colno} ({err.msg})"
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
@@ -281,8 +326,10 @@ def _csv_shape(path: Path, fmt: Format) -> tuple[str | None, int]:
     try:
         with path.open(encoding="utf-8-sig", newline="") as text:
             reader = csv.reader(text, delimiter=_SEPARATORS[fmt], strict=True)
+            start = 1  # the line the record being read starts on
             try:
                 width = len(next(reader, []))
+                start = reader.line_num + 1
                 for record in reader:
                     if record and len(record) != width:
                         return (
@@ -292,8 +339,14 @@ def _csv_shape(path: Path, fmt: Format) -> tuple[str | None, int]:
                             rows,
                         )
                     rows += 1
+                    start = reader.line_num + 1
             except csv.Error as err:
-                return f"malformed {fmt.upper()} near line {reader.line_num}: {err}", rows
+                what = f"row {rows + 1}, starting on line {start}" if start > 1 else "the header"
+                if "end of data" in str(err):  # end of file inside a quoted field
+                    detail = "a quoted field is never closed (it runs to the end of the file)"
+                else:
+                    detail = str(err)
+                return f"malformed {fmt.upper()} in {what}: {detail}", rows
     except UnicodeDecodeError:
         return _utf8_problem(path), rows
     finally:
@@ -320,15 +373,27 @@ def write_frame(df: pl.DataFrame, path: Path, fmt: Format) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` that replaces it only if the block succeeds."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    """A temporary path beside ``path`` that replaces it only if the block succeeds.
+
+    The file is created with the mode any new file gets (0666 less the umask), not
+    ``mkstemp``'s 0600: the graded file, parts and exports are the user's files.
+    """
+    tmp = _new_file_beside(path)
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _new_file_beside(path: Path) -> Path:
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
 
 
 #: Formats whose files can be written a batch of rows at a time (``append_rows``).

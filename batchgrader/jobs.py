@@ -102,11 +102,19 @@ def new_job(
     """Plan the chunks, write their request files in the job folder, record the job."""
     job_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     folder = job_dir(settings, job_id)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the jobs folder too
+    folder.mkdir(exist_ok=True, mode=0o700)
     limits = limits_for(settings, spec.options.model, ledger.learned_limit(spec.options.model))
-    plan = write_plan(
-        workload, limits, folder / "requests", force_chunk_count=settings.chunking.force_chunk_count
-    )
+    try:
+        plan = write_plan(
+            workload,
+            limits,
+            folder / "requests",
+            force_chunk_count=settings.chunking.force_chunk_count,
+        )
+    except BaseException:  # no job is recorded: leave no folder behind either
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     stamp = now_iso()
     job = JobRow(
         id=job_id,

@@ -21,6 +21,7 @@ import openai
 from openai import OpenAI
 
 from batchgrader.errors import MissingApiKey, ProviderError, QuotaExhausted
+from batchgrader.masking import mask
 from batchgrader.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,15 @@ class BatchClient:
             max_retries=api.max_retries,
         )
         self._once = self._client.with_options(max_retries=0)
+        self._secret = api.key.get_secret_value()
+
+    def _translate(self, exc: Exception, what: str) -> ProviderError:
+        """``translate``, with the key masked: some servers quote it back in a 401."""
+        err = translate(exc, what)
+        if self._secret in err.message:
+            err.message = err.message.replace(self._secret, mask(self._secret))
+            err.args = (err.message,)
+        return err
 
     def close(self) -> None:
         """Close the HTTP connections (the retry-free view shares them)."""
@@ -179,7 +189,7 @@ class BatchClient:
             with path.open("rb") as handle:
                 created = self._client.files.create(file=(path.name, handle), purpose="batch")
         except (openai.OpenAIError, ValueError) as exc:
-            raise translate(exc, f"upload of {path.name}") from None
+            raise self._translate(exc, f"upload of {path.name}") from None
         return str(created.id)
 
     def create(self, file_id: str, endpoint: str, metadata: Mapping[str, str]) -> BatchInfo:
@@ -192,14 +202,14 @@ class BatchClient:
                 metadata=dict(metadata),
             )
         except (openai.OpenAIError, ValueError) as exc:
-            raise translate(exc, "batch create") from None
+            raise self._translate(exc, "batch create") from None
         return _info(batch)
 
     def retrieve(self, batch_id: str) -> BatchInfo:
         try:
             return _info(self._client.batches.retrieve(batch_id))
         except (openai.OpenAIError, ValueError) as exc:
-            raise translate(exc, f"batch {batch_id}") from None
+            raise self._translate(exc, f"batch {batch_id}") from None
 
     def find(self, metadata: Mapping[str, str], since: int) -> BatchInfo | None:
         """The newest batch whose metadata holds ``metadata``, created at or after ``since``."""
@@ -211,7 +221,7 @@ class BatchClient:
                 if all(meta.get(k) == v for k, v in metadata.items()):
                     return _info(batch)
         except (openai.OpenAIError, ValueError) as exc:
-            raise translate(exc, "batch list") from None
+            raise self._translate(exc, "batch list") from None
         return None
 
     def cancel(self, batch_id: str) -> BatchInfo:
@@ -220,12 +230,13 @@ class BatchClient:
         except openai.ConflictError:
             return self.retrieve(batch_id)
         except (openai.OpenAIError, ValueError) as exc:
-            raise translate(exc, f"cancel of {batch_id}") from None
+            raise self._translate(exc, f"cancel of {batch_id}") from None
 
     def download(self, file_id: str, dest: Path) -> None:
         """Stream a file's content to ``dest`` (atomically; never held whole in memory)."""
         tmp = dest.with_name(dest.name + ".part")
         try:
+            tmp.touch(mode=0o600)  # results are the user's data: readable by them only
             with (
                 self._client.files.with_streaming_response.content(file_id) as response,
                 tmp.open("wb") as out,
@@ -234,7 +245,7 @@ class BatchClient:
                     out.write(block)
             tmp.replace(dest)
         except (openai.OpenAIError, ValueError) as exc:
-            raise translate(exc, f"download of {file_id}") from None
+            raise self._translate(exc, f"download of {file_id}") from None
         except (httpx2.HTTPError, ConnectionError, TimeoutError) as exc:
             # The answer broke off mid-stream: the SDK does not retry that.
             raise TransientApiError(f"download of {file_id}: {exc}") from None
@@ -245,4 +256,4 @@ class BatchClient:
         try:
             self._client.files.delete(file_id)
         except (openai.OpenAIError, ValueError) as exc:
-            log.info("Could not delete %s: %s", file_id, translate(exc, "delete"))
+            log.info("Could not delete %s: %s", file_id, self._translate(exc, "delete"))

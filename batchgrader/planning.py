@@ -18,9 +18,11 @@ from typing import IO
 from pydantic import BaseModel
 
 from batchgrader.chunking import Chunk, ChunkPlanner, Limits, forced_boundaries
+from batchgrader.errors import PlanError
 from batchgrader.estimate import CostEstimate, estimate_cost, expected_output_tokens
 from batchgrader.requestspec import RequestSpec
 from batchgrader.settings import Settings
+from batchgrader.tokens import context_window
 from batchgrader.workload import Workload
 
 
@@ -105,6 +107,8 @@ def write_plan(
         if folder.exists():
             shutil.rmtree(folder)
         os.replace(staging, folder)
+    except PlanError as exc:  # the planner knows rows, not files: name the file
+        raise PlanError(f"{workload.source.path}: {exc.message}", hint=exc.hint) from None
     finally:
         if handle is not None:
             handle.close()
@@ -124,10 +128,14 @@ def limits_for(settings: Settings, model: str, learned_enqueued: int | None = No
     """The chunk limits in force for ``model``."""
     configured = settings.run.max_enqueued_tokens.get(model)
     caps = [c for c in (configured, learned_enqueued) if c is not None]
+    window = context_window(model)
     return Limits(
         tokens=settings.chunking.split_token_limit,
         rows=settings.chunking.split_row_limit,
         enqueued_tokens=min(caps) if caps else None,
+        context_tokens=(
+            None if window is None else window - settings.request.max_tokens_per_response
+        ),
     )
 
 

@@ -150,7 +150,7 @@ BAD_INPUTS = [
     ("long.csv", b"response,q\na,b\nc,d,e\n", "row 2 (ending on line 3) has 3 fields"),
     ("short.csv", b"response,q\na,b\nc\nd,e\n", "row 2 (ending on line 3) has 1 field,"),
     ("short.tsv", b"response\tq\tr\na\tb\tc\nd\te\n", "row 2 (ending on line 3) has 2 fields"),
-    ("quote.csv", b'response,q\n"a,b\nc,d\n', "malformed CSV near line 3"),
+    ("quote.csv", b'response,q\n"a,b\nc,d\n', "row 1, starting on line 2: a quoted"),
     ("stray.csv", b'response,q\na"x,b\nc,d\ne"y,f\n', "malformed CSV"),
     ("dup.csv", b"response,response\na,b\n", "'response' appears twice"),
     ("junk.parquet", b"not a parquet file", "cannot be read as PARQUET"),

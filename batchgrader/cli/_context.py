@@ -27,6 +27,7 @@ class AppContext:
     out: Console = field(default_factory=lambda: Console(soft_wrap=True))
     err: Console = field(default_factory=lambda: Console(stderr=True))
     log_file: Path | None = None
+    secret: str | None = None  # the API key in force, kept out of every message
 
     @classmethod
     def of(cls, ctx: typer.Context) -> AppContext:
@@ -41,6 +42,7 @@ class AppContext:
         loaded = load_settings(overrides, self.config_file)
         settings = loaded.settings
         key = settings.api.key.get_secret_value() if settings.api.key else None
+        self.secret = key
         self.log_file = logs.setup(
             console=self.err,
             console_level=self.console_log_level,

@@ -17,12 +17,19 @@ from typer.core import TyperGroup
 
 from batchgrader.cli._context import AppContext
 from batchgrader.errors import BatchgraderError
+from batchgrader.masking import mask
 
 log = logging.getLogger("batchgrader.cli")
 
 
 def report(app: AppContext, exc: BatchgraderError) -> None:
-    """Show one error the way the mode asks for."""
+    """Show one error the way the mode asks for (the API key masked, wherever it is)."""
+    if app.secret:
+        for name in ("message", "hint"):
+            text = getattr(exc, name)
+            if text and app.secret in text:
+                setattr(exc, name, text.replace(app.secret, mask(app.secret)))
+        exc.args = (exc.message,)
     log.debug("error %s", exc.code, exc_info=exc if app.debug else None)
     if app.json_mode:
         envelope = {"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}}
