@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from batchgrader import jobs
 from batchgrader.batchfile import RequestOptions
 from batchgrader.datafiles import Format
+from batchgrader.errors import UsageError
 from batchgrader.ledger import ChunkRow, JobRow, Ledger
 from batchgrader.openai_batch import BatchClient
 from batchgrader.pricing import PriceTable
@@ -89,7 +90,11 @@ def grade_file(
     clock: Clock | None = None,
 ) -> jobs.RunSummary:
     """Run (or re-attach to) a job and write the graded file."""
-    if job.status == "done" and job.output_path and Path(job.output_path).exists():
+    written = Path(job.output_path) if job.output_path else None
+    elsewhere = options.output is not None and (
+        written is None or options.output.resolve() != written.resolve()
+    )
+    if job.status == "done" and written is not None and written.exists() and not elsewhere:
         log.info("Job %s already finished: %s", job.id, job.output_path)
         chunks = ledger.chunks(job.id)
         done = jobs.latest_results(settings, job.id, chunks).select("llm_score", "llm_error")
@@ -98,6 +103,14 @@ def grade_file(
         jobs.output_path(
             workload.source.path, settings, options.output, options.output_format, options.overwrite
         )
+    if job.status == "done" and elsewhere:  # another copy of a finished job's output
+        folder = jobs.results_dir(settings, job.id)
+        kept = [c.result_file for c in ledger.chunks(job.id) if c.result_file]
+        if not all((folder / name).exists() for name in kept):
+            raise UsageError(
+                f"Job {job.id} is finished and its stored results were cleaned up.",
+                hint=f"Its output is {written}; pass --force to grade again.",
+            )
     runner = Runner(client, ledger, settings, spec, identity, on_event=on_event, clock=clock)
     chunks = runner.run(job, detach=options.detach)
     for _ in range(0 if options.detach else settings.run.max_retries_per_row):

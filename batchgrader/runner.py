@@ -13,6 +13,7 @@ The runner emits ``ChunkEvent``s and knows nothing about screens.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from batchgrader import jobs
+from batchgrader.datafiles import atomic_path
 from batchgrader.errors import ProviderError, QuotaExhausted
 from batchgrader.ledger import ChunkRow, JobRow, Ledger, UsageEvent
 from batchgrader.openai_batch import (
@@ -388,7 +390,9 @@ class Runner:
         self.ledger.record_usage(event)
         usage_cost = event.cost
         result_file = folder / f"chunk-{chunk.idx:04d}.parquet"
-        results.frame().write_parquet(result_file)
+        with atomic_path(result_file) as tmp:  # a crash never leaves half a result file
+            results.frame().write_parquet(tmp)
+            os.chmod(tmp, 0o600)
         error = None
         status = "done"
         if results.succeeded == 0:

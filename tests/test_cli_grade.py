@@ -111,3 +111,21 @@ def test_temporary_files_removed_when_done(
     assert not (job / "requests").exists()
     assert [p.suffix for p in (job / "results").iterdir()] == [".parquet"]
     assert not list(isolated_env.glob("*.jsonl"))
+
+
+def test_finished_job_written_to_another_output(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """--output on a finished job writes a copy from stored results, paying nothing."""
+    texts = _texts(4)
+    src = _write(isolated_env / "d.csv", list(texts))
+    assert bg("grade", src).exit_code == 0
+    copy = isolated_env / "copy.csv"
+    result = bg("grade", src, "--output", copy)
+    assert result.exit_code == 0, result.output
+    assert pl.read_csv(copy)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+    assert fake_api.batches_created == 1
+    assert bg("jobs", "clean").exit_code == 0
+    gone = bg("grade", src, "--output", isolated_env / "third.csv")
+    assert gone.exit_code == 2
+    assert "--force" in gone.stderr

@@ -86,11 +86,6 @@ class TestPermissions:
         assert len(list((job / "requests").glob("*.jsonl"))) == 3
         assert {str(f): oct(mode(f)) for f in files} == dict.fromkeys(map(str, files), "0o600")
 
-    @pytest.mark.xfail(
-        reason="runner.py writes results/chunk-N.parquet with the umask's mode (0644), "
-        "inside the 0700 job folder; reported to the lead",
-        strict=True,
-    )
     def test_result_files_are_user_only(
         self, bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, home: Path, umask_022: None
     ) -> None:
