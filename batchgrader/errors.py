@@ -105,6 +105,28 @@ class ProviderError(BatchgraderError):
     code = "provider"
 
 
+class TransientApiError(ProviderError):
+    """A call failed in a way that may succeed later (network, 429, 5xx)."""
+
+    code = "transient"
+
+
+class EnqueuedTokenLimit(ProviderError):
+    """The provider's enqueued-token limit for the model is reached."""
+
+    code = "token_limit_exceeded"
+
+    def __init__(self, message: str, limit: int | None) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class FileMissing(ProviderError):
+    """A file id the provider no longer knows (404)."""
+
+    code = "file_missing"
+
+
 class QuotaExhausted(ProviderError):
     """The account has no quota or credits left; retrying cannot help."""
 

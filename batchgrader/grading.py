@@ -13,11 +13,11 @@ import polars as pl
 from pydantic import BaseModel
 
 from batchgrader import jobs
+from batchgrader.batches import BatchAPI
 from batchgrader.batchfile import RequestOptions
 from batchgrader.datafiles import Format
 from batchgrader.errors import UsageError
 from batchgrader.ledger import ChunkRow, JobRow, Ledger
-from batchgrader.openai_batch import BatchClient
 from batchgrader.pricing import PriceTable
 from batchgrader.prompts import Prompt, Scale, Template
 from batchgrader.requestspec import RequestSpec
@@ -82,7 +82,7 @@ def grade_file(
     spec: RequestSpec,
     settings: Settings,
     ledger: Ledger,
-    client: BatchClient,
+    client: BatchAPI,
     identity: Identity,
     options: GradeOptions,
     *,

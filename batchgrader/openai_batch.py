@@ -10,9 +10,7 @@ key: the runner decides, after a lost answer, whether the batch exists (``find``
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,75 +18,19 @@ import httpx2
 import openai
 from openai import OpenAI
 
-from batchgrader.errors import MissingApiKey, ProviderError, QuotaExhausted
+from batchgrader.batches import BatchError, BatchInfo, is_enqueued_limit, parse_enqueued_limit
+from batchgrader.errors import (
+    EnqueuedTokenLimit,
+    FileMissing,
+    MissingApiKey,
+    ProviderError,
+    QuotaExhausted,
+    TransientApiError,
+)
 from batchgrader.masking import mask
 from batchgrader.settings import ApiSettings
 
 log = logging.getLogger(__name__)
-
-TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
-_LIMIT_RE = re.compile(r"Limit:\s*([\d,]+)\s*enqueued tokens", re.IGNORECASE)
-_ENQUEUED_RE = re.compile(r"enqueued token|token_limit_exceeded", re.IGNORECASE)
-
-
-class TransientApiError(ProviderError):
-    """A call failed in a way that may succeed later (network, 429, 5xx)."""
-
-    code = "transient"
-
-
-class EnqueuedTokenLimit(ProviderError):
-    """The provider's enqueued-token limit for the model is reached."""
-
-    code = "token_limit_exceeded"
-
-    def __init__(self, message: str, limit: int | None) -> None:
-        super().__init__(message)
-        self.limit = limit
-
-
-class FileMissing(ProviderError):
-    """A file id the provider no longer knows (404)."""
-
-    code = "file_missing"
-
-
-def parse_enqueued_limit(message: str) -> int | None:
-    """The limit stated in an enqueued-token message ("Limit: 2,000,000 enqueued tokens")."""
-    match = _LIMIT_RE.search(message)
-    return int(match.group(1).replace(",", "")) if match else None
-
-
-def is_enqueued_limit(code: str | None, message: str) -> bool:
-    return code == "token_limit_exceeded" or bool(_ENQUEUED_RE.search(message or ""))
-
-
-@dataclass(frozen=True)
-class BatchError:
-    code: str
-    message: str
-    line: int | None = None
-
-
-@dataclass(frozen=True)
-class BatchInfo:
-    """The parts of a provider batch object batchgrader uses."""
-
-    id: str
-    status: str
-    created_at: int
-    input_file_id: str | None
-    output_file_id: str | None
-    error_file_id: str | None
-    total: int
-    completed: int
-    failed: int
-    errors: tuple[BatchError, ...] = ()
-    metadata: Mapping[str, str] = field(default_factory=dict)
-
-    @property
-    def terminal(self) -> bool:
-        return self.status in TERMINAL
 
 
 def _file_id(value: str | None) -> str | None:

@@ -23,18 +23,16 @@ from pathlib import Path
 from typing import Protocol
 
 from batchgrader import jobs
+from batchgrader.batches import BatchAPI, BatchInfo, is_enqueued_limit, parse_enqueued_limit
 from batchgrader.datafiles import atomic_path
-from batchgrader.errors import ProviderError, QuotaExhausted
-from batchgrader.ledger import ChunkRow, JobRow, Ledger, UsageEvent
-from batchgrader.openai_batch import (
-    BatchClient,
-    BatchInfo,
+from batchgrader.errors import (
     EnqueuedTokenLimit,
     FileMissing,
+    ProviderError,
+    QuotaExhausted,
     TransientApiError,
-    is_enqueued_limit,
-    parse_enqueued_limit,
 )
+from batchgrader.ledger import ChunkRow, JobRow, Ledger, UsageEvent
 from batchgrader.pricing import Usage, cost
 from batchgrader.requestspec import RequestSpec
 from batchgrader.scoring import parse_result_files
@@ -98,7 +96,7 @@ class Runner:
 
     def __init__(
         self,
-        client: BatchClient,
+        client: BatchAPI,
         ledger: Ledger,
         settings: Settings,
         spec: RequestSpec,

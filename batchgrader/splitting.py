@@ -38,7 +38,7 @@ from batchgrader.workload import Workload
 log = logging.getLogger(__name__)
 
 #: Input bytes aimed at per streamed batch; rows per batch follow from the mean row size.
-_BATCH_BYTES = 32 * 1024 * 1024
+_BATCH_BYTES = 8 * 1024 * 1024
 _MIN_BATCH_ROWS = 1_000
 _MAX_BATCH_ROWS = 50_000
 

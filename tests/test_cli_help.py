@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,3 +52,9 @@ def test_every_setting_is_documented() -> None:
     text = (DOCS.parent / "configuration.md").read_text(encoding="utf-8")
     for key, value, _ in iter_settings(Settings()):
         assert f"| `{key}` | `{value}` |" in text, key
+
+
+def test_cli_starts_without_the_openai_sdk() -> None:
+    """Importing the CLI does not import openai (about a second that count never needs)."""
+    code = "import sys, batchgrader.cli; sys.exit('openai' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

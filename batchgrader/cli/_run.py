@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 import typer
 
 from batchgrader import budget, paths
+from batchgrader.batches import BatchAPI
 from batchgrader.cli._context import AppContext
 from batchgrader.costs import today_cost
 from batchgrader.errors import InputFileError, Interrupted
@@ -24,13 +25,20 @@ from batchgrader.grading import (
 from batchgrader.jobs import file_hash
 from batchgrader.ledger import JobRow, Ledger
 from batchgrader.masking import mask
-from batchgrader.openai_batch import BatchClient
 from batchgrader.render.board import RunBoard
 from batchgrader.requestspec import RequestSpec
 from batchgrader.retry import add_retry_chunks
 from batchgrader.runner import Identity
 from batchgrader.settings import Settings
 from batchgrader.workload import Workload
+
+
+def provider_client(settings: Settings) -> BatchAPI:
+    # Imported here: the openai SDK takes about a second to import, and only the
+    # commands that talk to the provider should pay for it.
+    from batchgrader.openai_batch import BatchClient
+
+    return BatchClient(settings.api)
 
 
 def identity(settings: Settings) -> Identity:
@@ -54,7 +62,7 @@ def run_grade(
 ) -> RunReport:
     """Validate every file, check the budget, then grade them one after the other."""
     workloads = [open_workload(path, spec) for path in files]
-    client = BatchClient(settings.api)
+    client = provider_client(settings)
     ledger = open_ledger(settings)
     report = RunReport(files=[])
     job_id = None
@@ -141,7 +149,7 @@ def resume_job(
             hint="Restore the original file to resume this job.",
         )
     workload = open_workload(source, spec)
-    client = BatchClient(settings.api)
+    client = provider_client(settings)
     ledger = open_ledger(settings)
     report = RunReport(files=[])
     try:

@@ -11,11 +11,10 @@ import typer
 from batchgrader import jobs as job_files
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import JsonOption
-from batchgrader.cli._run import open_ledger, resume_job
+from batchgrader.cli._run import open_ledger, provider_client, resume_job
 from batchgrader.errors import JobNotFound, RunFailed
 from batchgrader.jobreport import job_detail, job_list
 from batchgrader.ledger import JobRow, Ledger
-from batchgrader.openai_batch import BatchClient
 from batchgrader.render import tables
 
 jobs_app = typer.Typer(no_args_is_help=True, help="List, inspect, resume, retry and cancel jobs.")
@@ -98,7 +97,7 @@ def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -
     app.json_mode = json_output
     settings = app.load().settings
     ledger = open_ledger(settings)
-    client = BatchClient(settings.api)
+    client = provider_client(settings)
     try:
         job = _job(ledger, job_id)
         for chunk in ledger.chunks(job.id):

@@ -45,7 +45,7 @@ def split(
     out_dir: Annotated[
         Path | None,
         typer.Option(
-            "--out-dir", help="Folder for the parts [default: {stem}_parts/ beside each input]."
+            "--out-dir", help="Folder for the parts (default: {stem}_parts/ beside each input)."
         ),
     ] = None,
     overwrite: Annotated[
