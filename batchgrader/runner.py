@@ -149,7 +149,6 @@ class Runner:
 
     def _submit(self, job: JobRow, chunks: list[ChunkRow]) -> bool:
         changed = False
-        in_flight = [c for c in chunks if c.status in IN_FLIGHT]
         for chunk in chunks:
             if chunk.status == "creating":  # an intent left by a crash: resolve it first
                 changed |= self._create(job, chunk, len(chunks))
