@@ -19,15 +19,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from batchgrader import batchfile, paths
-from batchgrader.datafiles import (
-    APPENDABLE,
-    FORMATS,
-    Format,
-    append_rows,
-    atomic_path,
-    format_of,
-    sink_rows,
-)
+from batchgrader.datafiles import FORMATS, Format, atomic_path, format_of
 from batchgrader.errors import OutputExistsError
 from batchgrader.ledger import ChunkRow, JobRow, Ledger, now_iso
 from batchgrader.planning import limits_for, write_plan
@@ -234,12 +226,9 @@ def write_output(
 ) -> pl.DataFrame:
     """Merge every chunk's results into the input, in input order; write atomically.
 
-    The results (a few small columns per row) are held in memory, sorted by row; the
-    input is streamed batch by batch and each batch is joined with its slice of the
-    results, so CSV, TSV and JSONL outputs are written without holding the input.
-    Returns the result columns (for the summary).
+    Returns the result columns (for the summary), not the whole output.
     """
-    results = latest_results(settings, job.id, chunks).sort("row").collect()
+    results = latest_results(settings, job.id, chunks)
     halted_error = "not_run: the job stopped before this row's chunk was submitted"
     unrun = pl.lit(halted_error)
     for chunk in chunks:  # a chunk whose batch failed (validation): its rows carry its error
@@ -248,11 +237,11 @@ def write_output(
             unrun = pl.when(in_chunk).then(pl.lit(chunk.error)).otherwise(unrun)
     text = pl.col(spec.text_column).cast(pl.String)  # an all-null column is Null-typed
     blank = text.is_null() | (text.str.strip_chars() == "")
-
-    def merge(rows: pl.LazyFrame, found: pl.LazyFrame) -> pl.LazyFrame:
-        merged = rows.join(
-            found, left_on="_row", right_on="row", how="left", maintain_order="left"
-        ).with_columns(
+    merged = (
+        workload.source.scan()
+        .with_row_index("_row")
+        .join(results, left_on="_row", right_on="row", how="left", maintain_order="left")
+        .with_columns(
             pl.when(pl.col("llm_error").is_null() & pl.col("llm_response").is_null() & blank)
             .then(pl.lit("skipped: empty text"))
             .when(pl.col("llm_error").is_null() & pl.col("llm_response").is_null())
@@ -260,29 +249,22 @@ def write_output(
             .otherwise(pl.col("llm_error"))
             .alias("llm_error")
         )
-        return expand_fields(merged, spec.prompt).drop("_row")
-
+    )
+    merged = expand_fields(merged, spec.prompt).drop("_row")
     fmt = out_format or format_of(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
-        if fmt in APPENDABLE:
-            row_ids = results["row"]
-            with tmp.open("wb") as handle:
-                first = 0
-                for batch in workload.source.iter_batches(list(workload.source.columns)):
-                    last = first + batch.height
-                    lo = int(row_ids.search_sorted(first, side="left"))
-                    hi = int(row_ids.search_sorted(last, side="left"))
-                    part = merge(
-                        batch.lazy().with_row_index("_row", offset=first),
-                        results.slice(lo, hi - lo).lazy(),
-                    ).collect()
-                    append_rows(part, handle, fmt, header=first == 0)
-                    first = last
+        if fmt == "csv":
+            merged.sink_csv(tmp)
+        elif fmt == "tsv":
+            merged.sink_csv(tmp, separator="\t")
+        elif fmt == "jsonl":
+            merged.sink_ndjson(tmp)
+        elif fmt == "parquet":
+            merged.sink_parquet(tmp)
         else:
-            rows = workload.source.scan().with_row_index("_row")
-            sink_rows(merge(rows, results.lazy()), tmp, fmt)
-    return results.select("llm_score", "llm_error")
+            merged.collect().write_json(tmp)
+    return results.select("llm_score", "llm_error").collect()
 
 
 def remove_temporary_files(settings: Settings, job_id: str) -> None:
