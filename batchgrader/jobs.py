@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import secrets
 import shutil
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ from batchgrader.workload import Workload
 
 log = logging.getLogger(__name__)
 
+_LEADING_ID = re.compile(r'\{"custom_id":"(row-\d+)"')
+
 
 def job_dir(settings: Settings, job_id: str) -> Path:
     return paths.jobs_dir(settings.state_dir()) / job_id
@@ -47,8 +50,9 @@ def request_rows(settings: Settings, job_id: str, name: str) -> set[int]:
     """The input rows a chunk's request file holds (read back from its custom_ids)."""
     rows: set[int] = set()
     with request_path(settings, job_id, name).open(encoding="utf-8") as handle:
-        for line in handle:
-            row = batchfile.row_of(json.loads(line)["custom_id"])
+        for line in handle:  # every line starts with its custom_id: no need to parse it all
+            match = _LEADING_ID.match(line)
+            row = batchfile.row_of(match.group(1) if match else json.loads(line)["custom_id"])
             if row is not None:
                 rows.add(row)
     return rows

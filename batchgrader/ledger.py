@@ -104,6 +104,9 @@ class Ledger:
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA busy_timeout=30000")
+        # WAL with synchronous=NORMAL survives any process crash; after a power loss the
+        # last commits may be missing, and a batch id lost so is found again by metadata.
+        db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         migrate(db)
         for suffix in ("", "-wal", "-shm"):

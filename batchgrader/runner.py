@@ -135,9 +135,14 @@ class Runner:
             for chunk in self.ledger.chunks(job.id):
                 if chunk.status == "submitted":
                     changed |= self._poll(job, chunk, len(chunks), last_seen)
+            before = {c.idx: c.status for c in chunks}
             chunks = self.ledger.chunks(job.id)
             if all(c.status in FINISHED for c in chunks):
                 return chunks
+            freed = any(c.status in FINISHED and before.get(c.idx) not in FINISHED for c in chunks)
+            if freed and any(c.status in ("pending", "uploaded") for c in chunks):
+                interval = run.poll_interval_seconds
+                continue  # a slot just freed up: submit the next chunk without waiting
             interval = (
                 run.poll_interval_seconds
                 if changed
@@ -205,7 +210,7 @@ class Runner:
         )
         chunk.attempt += 1
         chunk.intent_at = int(self.clock.now())
-        return self._create(job, chunk, n)
+        return self._create(job, chunk, n, resolve=False)
 
     def _metadata(self, job: JobRow, chunk: ChunkRow) -> dict[str, str]:
         return {
@@ -215,13 +220,17 @@ class Runner:
             "source_file": Path(job.input_path).name[:500],
         }
 
-    def _create(self, job: JobRow, chunk: ChunkRow, n: int) -> bool:
-        """Create the chunk's batch exactly once (adopting one a lost answer created)."""
+    def _create(self, job: JobRow, chunk: ChunkRow, n: int, *, resolve: bool = True) -> bool:
+        """Create the chunk's batch exactly once (adopting one a lost answer created).
+
+        ``resolve`` first looks for a batch an earlier attempt may have made: always for
+        an intent found in the ledger, never for one this call has just written.
+        """
         meta = self._metadata(job, chunk)
         since = (chunk.intent_at or 0) - 300
         assert chunk.input_file_id is not None
         try:
-            info = self.client.find(meta, since)
+            info = self.client.find(meta, since) if resolve else None
             if info is None and self._unanswered.get(chunk.idx) == 1:
                 # The last create's answer was lost and the batch is not listed (yet):
                 # give the provider one more backoff to show it before creating again.

@@ -161,8 +161,8 @@ def test_sigkill_during_create_adopts_the_batch(
     src = _input(isolated_env, texts)
     fake_api.inject_fault("create", "timeout", delay=1.5)  # holds create, then performs it
     proc = _spawn(isolated_env, src)
-    _wait_for(lambda: fake_api.request_count("list") >= 1, proc, "the lookup before create")
-    time.sleep(0.3)  # the create request is now held by the fake
+    _wait_for(lambda: fake_api.request_count("upload") >= 1, proc, "the upload")
+    time.sleep(0.5)  # the create request is now held by the fake
     _kill(proc)
     deadline = time.monotonic() + 10
     while fake_api.batches_created == 0 and time.monotonic() < deadline:

@@ -28,10 +28,11 @@ def test_sigkill_after_upload_reuses_the_file(
     """Killed after the upload, before create: the re-run reuses the uploaded file."""
     texts = _texts(4)
     src = _input(isolated_env, texts)
-    fake_api.inject_fault("list", "timeout", delay=20)  # the lookup just before create
+    # create is held, then dropped unperformed: the process dies before it reaches the API
+    fake_api.inject_fault("create", "timeout", delay=20, perform=False)
     proc = _spawn(isolated_env, src)
     _wait_for(lambda: fake_api.request_count("upload") >= 1, proc, "the upload")
-    time.sleep(1.0)  # the fake records a call when it answers: the lookup is now held
+    time.sleep(1.0)  # the fake records a call when it answers: create is now held
     code, _, _ = _kill(proc)
     assert code == -signal.SIGKILL
     assert fake_api.request_count("upload") == 1

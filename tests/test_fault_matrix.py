@@ -91,6 +91,8 @@ def test_fault_matrix(
         assert out["id"].to_list() == list(range(4))
         assert fake_api.batches_created == 1
         return
+    if route == "list":  # listing only happens to resolve a create whose answer was lost
+        fake_api.inject_fault("create", "500", after_effect=True)
     fake_api.inject_fault(route, fault_kind, times=BURST, **opts)
     result = bg("grade", src)
     if result.exit_code != 0:

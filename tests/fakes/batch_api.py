@@ -303,7 +303,8 @@ class FakeBatchAPI(BatchStore):
         """Answer the next ``times`` requests on ``route`` with fault ``kind`` (faults queue).
 
         Options: ``retry_after`` (s) / ``retry_after_ms`` headers on error kinds; ``delay``
-        (s, default 2) for ``timeout``; ``after_effect=True`` performs the request and then
+        (s, default 2) for ``timeout``, and ``perform=False`` to drop the held request
+        unperformed; ``after_effect=True`` performs the request and then
         sends the fault instead of its answer; ``model`` / ``limit`` for ``token_limit*``.
         """
         if route not in ROUTE_NAMES:
@@ -350,7 +351,9 @@ class FakeBatchAPI(BatchStore):
         fault = self._take_fault(route)
         if fault is not None and fault.kind == "timeout":
             self._stopping.wait(float(fault.opts.get("delay", 2.0)))
-            if generation != self._generation:  # held across reset(): belongs to an old test
+            if generation != self._generation or not fault.opts.get("perform", True):
+                # Held across reset() (it belongs to an old test), or asked to be lost on
+                # the way: the service never sees the request.
                 handler.close_connection = True
                 return
         response = _Response(0, b"")
