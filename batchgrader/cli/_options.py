@@ -18,30 +18,30 @@ FilesArgument = Annotated[
 ColumnOption = Annotated[
     str | None,
     typer.Option(
-        "--column", "-c", help="Column holding the text to grade [request.response_field]."
+        "--column", "-c", help="Column holding the text to grade (request.response_field)."
     ),
 ]
 PromptOption = Annotated[
     str | None,
-    typer.Option("--prompt", "-p", help="Prompt preset name or prompt TOML file [request.prompt]."),
+    typer.Option("--prompt", "-p", help="Prompt preset name or prompt TOML file (request.prompt)."),
 ]
 ExamplesOption = Annotated[
     Path | None,
     typer.Option(
-        "--examples", help="Examples file for {dynamic_examples} [request.examples_file]."
+        "--examples", help="Examples file for {dynamic_examples} (request.examples_file)."
     ),
 ]
 ModelOption = Annotated[
-    str | None, typer.Option("--model", "-m", help="Judge model [request.model].")
+    str | None, typer.Option("--model", "-m", help="Judge model (request.model).")
 ]
 EndpointOption = Annotated[
     str | None,
-    typer.Option("--endpoint", help="/v1/chat/completions or /v1/responses [request.endpoint]."),
+    typer.Option("--endpoint", help="/v1/chat/completions or /v1/responses (request.endpoint)."),
 ]
 MaxTokensOption = Annotated[
     int | None,
     typer.Option(
-        "--max-tokens", help="Max output tokens per response [request.max_tokens_per_response]."
+        "--max-tokens", help="Max output tokens per response (request.max_tokens_per_response)."
     ),
 ]
 FormatOption = Annotated[
@@ -67,7 +67,7 @@ ExpectedOutputOption = Annotated[
     int | None,
     typer.Option(
         "--expected-output-tokens",
-        help="Output tokens per row for the expected cost [request.expected_output_tokens].",
+        help="Output tokens per row for the expected cost (request.expected_output_tokens).",
     ),
 ]
 

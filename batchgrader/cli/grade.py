@@ -66,7 +66,7 @@ def grade(
         bool,
         typer.Option(
             "--continue-on-failure",
-            help="Run every chunk even after one fails [run.halt_on_chunk_failure=false].",
+            help="Run every chunk even after one fails (run.halt_on_chunk_failure=false).",
         ),
     ] = False,
     retry_failed: Annotated[
@@ -85,7 +85,7 @@ def grade(
         typer.Option(
             "--max-cost",
             metavar="USD",
-            help="Refuse a run whose worst-case cost exceeds this [budget.max_cost_usd].",
+            help="Refuse a run whose worst-case cost exceeds this (budget.max_cost_usd).",
             show_default=False,
         ),
     ] = None,
