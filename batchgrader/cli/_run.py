@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlparse
@@ -62,11 +64,13 @@ def run_grade(
 ) -> RunReport:
     """Validate every file, check the budget, then grade them one after the other."""
     workloads = [open_workload(path, spec) for path in files]
-    client = provider_client(settings)
-    ledger = open_ledger(settings)
-    report = RunReport(files=[])
-    job_id = None
-    try:
+    current: list[str] = []  # the job being graded, for the resume hint
+
+    def hint() -> str:
+        again = "Run the same command again to resume"
+        return again + (f" (or: batchgrader jobs resume {current[-1]})." if current else ".")
+
+    with _session(settings, hint) as (client, ledger, report):
         prepared: list[tuple[Workload, JobRow]] = []
         for workload in workloads:
             job, _ = find_or_create_job(workload, spec, settings, ledger, options.force)
@@ -77,9 +81,9 @@ def run_grade(
             ledger, [job for _, job in prepared], spec, settings, now=datetime.now(UTC)
         )
         confirm_budget(check, yes=yes)
-        with RunBoard(app.err, quiet=app.json_mode or app.verbosity < 0) as board:
+        with _board(app) as board:
             for workload, job in prepared:
-                job_id = job.id
+                current.append(job.id)
                 summary = grade_file(
                     workload,
                     job,
@@ -94,18 +98,33 @@ def run_grade(
                 report.files.append(summary)
                 if summary.status == "failed" and settings.run.halt_on_chunk_failure:
                     break
+    return report
+
+
+@contextmanager
+def _session(
+    settings: Settings, resume_hint: Callable[[], str]
+) -> Iterator[tuple[BatchAPI, Ledger, RunReport]]:
+    """Client, ledger and report of one run; Ctrl-C becomes ``Interrupted`` with a hint."""
+    client = provider_client(settings)
+    ledger = open_ledger(settings)
+    report = RunReport(files=[])
+    try:
+        yield client, ledger, report
     except KeyboardInterrupt:
         raise Interrupted(
             "Interrupted. Batches already submitted keep running at the provider; nothing "
             "was cancelled and nothing will be paid twice.",
-            hint="Run the same command again to resume"
-            + (f" (or: batchgrader jobs resume {job_id})." if job_id else "."),
+            hint=resume_hint(),
         ) from None
     finally:
         report.today_cost = today_cost(ledger)
         ledger.close()
         client.close()
-    return report
+
+
+def _board(app: AppContext) -> RunBoard:
+    return RunBoard(app.err, quiet=app.json_mode or app.verbosity < 0)
 
 
 def confirm_budget(check: budget.BudgetCheck, *, yes: bool) -> None:
@@ -149,18 +168,19 @@ def resume_job(
             hint="Restore the original file to resume this job.",
         )
     workload = open_workload(source, spec)
-    client = provider_client(settings)
-    ledger = open_ledger(settings)
-    report = RunReport(files=[])
-    try:
-        with RunBoard(app.err, quiet=app.json_mode or app.verbosity < 0) as board:
-            if retry_failed:
-                job = _retry(app, settings, ledger, job)
-            output = Path(job.output_path) if job.output_path else None
-            options = GradeOptions(output=output, overwrite=output is not None)
-            if job.status != "done":
-                ledger.set_job(job.id, status="running")
-                job.status = "running"
+    with _session(settings, lambda: f"batchgrader jobs resume {job.id}") as (
+        client,
+        ledger,
+        report,
+    ):
+        if retry_failed:
+            job = _retry(app, settings, ledger, job)
+        output = Path(job.output_path) if job.output_path else None
+        options = GradeOptions(output=output, overwrite=output is not None)
+        if job.status != "done":
+            ledger.set_job(job.id, status="running")
+            job.status = "running"
+        with _board(app) as board:
             report.files.append(
                 grade_file(
                     workload,
@@ -174,13 +194,4 @@ def resume_job(
                     on_event=board.handle,
                 )
             )
-    except KeyboardInterrupt:
-        raise Interrupted(
-            "Interrupted. Batches keep running at the provider; nothing was cancelled.",
-            hint=f"batchgrader jobs resume {job.id}",
-        ) from None
-    finally:
-        report.today_cost = today_cost(ledger)
-        ledger.close()
-        client.close()
     return report
