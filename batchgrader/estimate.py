@@ -124,15 +124,7 @@ def count_files(
     expected = expected_output_tokens(spec, expected_override)
     files: list[FileCount] = []
     for path in paths:
-        workload = Workload.open(
-            path,
-            prompt=spec.prompt,
-            text_column=spec.text_column,
-            options=spec.options,
-            counter=spec.counter,
-            fmt=spec.format,
-            fail_on_empty=spec.fail_on_empty,
-        )
+        workload = Workload.of(path, spec)
         tally = _Tally(window, spec.options.max_tokens)
         for batch in workload.batches():
             tally.add(batch)

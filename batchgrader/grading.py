@@ -50,18 +50,6 @@ class GradeOptions:
     retry_failed: bool = False
 
 
-def open_workload(path: Path, spec: RequestSpec) -> Workload:
-    return Workload.open(
-        path,
-        prompt=spec.prompt,
-        text_column=spec.text_column,
-        options=spec.options,
-        counter=spec.counter,
-        fmt=spec.format,
-        fail_on_empty=spec.fail_on_empty,
-    )
-
-
 def find_or_create_job(
     workload: Workload, spec: RequestSpec, settings: Settings, ledger: Ledger, force: bool
 ) -> tuple[JobRow, bool]:

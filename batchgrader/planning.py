@@ -153,18 +153,7 @@ def dry_run(paths: list[Path], spec: RequestSpec, settings: Settings) -> DryRun:
     """Write the exact request files ``grade`` would upload, one folder per input."""
     limits = limits_for(settings, spec.options.model)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    workloads = [
-        Workload.open(
-            path,
-            prompt=spec.prompt,
-            text_column=spec.text_column,
-            options=spec.options,
-            counter=spec.counter,
-            fmt=spec.format,
-            fail_on_empty=spec.fail_on_empty,
-        )
-        for path in paths
-    ]
+    workloads = [Workload.of(path, spec) for path in paths]
     plans = []
     used: set[str] = set()
     for workload in workloads:

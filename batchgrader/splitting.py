@@ -127,7 +127,7 @@ def split_files(
     dry_run: bool = False,
 ) -> SplitReport:
     """Plan every file, check every target, then write all parts (unless ``dry_run``)."""
-    plans = [_plan(_open(path, spec), limits, out_dir) for path in paths]
+    plans = [_plan(Workload.of(path, spec), limits, out_dir) for path in paths]
     _check_targets(plans, overwrite)
     for plan in plans:
         _warn_stale(plan)
@@ -141,17 +141,6 @@ def split_files(
         files=[
             _file_split(plan, None if sizes is None else sizes[i]) for i, plan in enumerate(plans)
         ],
-    )
-
-
-def _open(path: Path, spec: RequestSpec) -> Workload:
-    return Workload.open(
-        path,
-        prompt=spec.prompt,
-        text_column=spec.text_column,
-        options=spec.options,
-        counter=spec.counter,
-        fmt=spec.format,
     )
 
 

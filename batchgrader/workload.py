@@ -20,6 +20,7 @@ from batchgrader.batchfile import LineBuilder, RequestOptions
 from batchgrader.datafiles import Format, InputFile, open_input, require_columns
 from batchgrader.errors import InputFileError
 from batchgrader.prompts import Prompt, check_placeholders
+from batchgrader.requestspec import RequestSpec
 from batchgrader.tokens import Counter
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,19 @@ class Workload:
             counter=counter,
             builder=LineBuilder(options, prompt),
             fail_on_empty=fail_on_empty,
+        )
+
+    @classmethod
+    def of(cls, path: Path, spec: RequestSpec) -> Workload:
+        """Open ``path`` for the requests ``spec`` describes."""
+        return cls.open(
+            path,
+            prompt=spec.prompt,
+            text_column=spec.text_column,
+            options=spec.options,
+            counter=spec.counter,
+            fmt=spec.format,
+            fail_on_empty=spec.fail_on_empty,
         )
 
     @property

@@ -13,13 +13,14 @@ from openai import OpenAI
 
 from batchgrader import jobs
 from batchgrader.errors import ProviderError
-from batchgrader.grading import find_or_create_job, open_workload
+from batchgrader.grading import find_or_create_job
 from batchgrader.ledger import JobRow, Ledger
 from batchgrader.openai_batch import BatchClient
 from batchgrader.paths import ledger_db
 from batchgrader.requestspec import request_spec
 from batchgrader.runner import MAX_TRANSIENT_FAILURES, ChunkEvent, Identity, Runner
 from batchgrader.settings import Settings, load_settings
+from batchgrader.workload import Workload
 from tests.conftest import FAKE_KEY
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.helpers import write_table
@@ -57,7 +58,7 @@ class Setup:
         self.spec = request_spec(self.settings)
         self.ledger = Ledger.open(ledger_db(self.settings.state_dir()))
         self.client = BatchClient(self.settings.api)
-        workload = open_workload(src, self.spec)
+        workload = Workload.of(src, self.spec)
         self.job: JobRow
         self.job, _ = find_or_create_job(workload, self.spec, self.settings, self.ledger, False)
         self.clock = StepClock()

@@ -21,7 +21,6 @@ from batchgrader.grading import (
     RunReport,
     find_or_create_job,
     grade_file,
-    open_workload,
     spec_of_job,
 )
 from batchgrader.jobs import file_hash
@@ -63,7 +62,7 @@ def run_grade(
     yes: bool = False,
 ) -> RunReport:
     """Validate every file, check the budget, then grade them one after the other."""
-    workloads = [open_workload(path, spec) for path in files]
+    workloads = [Workload.of(path, spec) for path in files]
     current: list[str] = []  # the job being graded, for the resume hint
 
     def hint() -> str:
@@ -167,7 +166,7 @@ def resume_job(
             f"{source} is missing or changed since job {job.id} started.",
             hint="Restore the original file to resume this job.",
         )
-    workload = open_workload(source, spec)
+    workload = Workload.of(source, spec)
     with _session(settings, lambda: f"batchgrader jobs resume {job.id}") as (
         client,
         ledger,
