@@ -147,7 +147,7 @@ def summarise(
         invalid = results.filter(pl.col("llm_error").str.starts_with("unparseable")).height
         for score, n in ok.group_by("llm_score").len().sort("llm_score").iter_rows():
             counts[str(score)] = n
-    events = [e for e in ledger.usage_events() if e.job_id == job.id and not e.committed]
+    events = [e for e in ledger.usage_events(job_id=job.id) if not e.committed]
     total_cost = sum((e.cost for e in events if e.cost is not None), Decimal(0))
     errors = [
         f"chunk {c.idx + 1}: {c.error}"

@@ -55,7 +55,7 @@ def _age(created_at: str) -> str:
 
 def _line(ledger: Ledger, job: JobRow) -> JobLine:
     chunks = ledger.chunks(job.id)
-    events = [e for e in ledger.usage_events() if e.job_id == job.id]
+    events = ledger.usage_events(job_id=job.id)
     costs = [e.cost for e in events if e.cost is not None]
     return JobLine(
         id=job.id,

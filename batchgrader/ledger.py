@@ -258,8 +258,13 @@ class Ledger:
             "DELETE FROM usage_events WHERE batch_id = ? AND committed = 1", (batch_id,)
         )
 
-    def usage_events(self, since: str | None = None, until: str | None = None) -> list[UsageEvent]:
+    def usage_events(
+        self, since: str | None = None, until: str | None = None, job_id: str | None = None
+    ) -> list[UsageEvent]:
         query, args = "SELECT * FROM usage_events WHERE 1 = 1", []
+        if job_id is not None:
+            query += " AND job_id = ?"
+            args.append(job_id)
         if since is not None:
             query += " AND timestamp >= ?"
             args.append(since)

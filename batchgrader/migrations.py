@@ -97,6 +97,11 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
+@migration
+def m002_usage_by_job(db: sqlite3.Connection) -> None:
+    db.execute("CREATE INDEX usage_job ON usage_events (job_id)")
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply every migration not yet applied; returns the names applied now."""
     db.execute(
