@@ -7,7 +7,9 @@ subprocesses, in rotation:
   working folder in a temporary directory (no user or project config is read);
 - ``floor_count.py``: polars + tiktoken as directly as possible (see its docstring);
 - ``naive_count.py``: pandas ``read_csv`` + ``df.apply`` row by row, as the seed's first
-  version did.
+  version did, run twice over: on the seed's own library stack (``naive``: tiktoken
+  0.9, pandas 2.2, in a virtual environment the harness makes with uv under
+  ``benchmarks/data/``) and on today's libraries (``naive-current``).
 
 Each run's wall time, CPU time and peak RSS come from ``os.wait4`` on the child (the
 same kernel accounting ``/usr/bin/time -v`` reports). The three totals must be equal.
@@ -51,7 +53,11 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 DOCS = ROOT / "docs" / "benchmarks.md"
 RESULTS = HERE / "results"
-TOOLS = ("batchgrader", "floor", "naive")
+TOOLS = ("batchgrader", "floor", "naive", "naive-current")
+# The seed's first version declared tiktoken>=0.9.0, pandas>=2.2.3 and numpy>=2.2.5 in its
+# requirements.txt (May 2025), which resolved to exactly these releases at the time.
+SEED_STACK = ("tiktoken==0.9.0", "pandas==2.2.3", "numpy==2.2.5")
+SEED_ENV = HERE / "data" / "seed-env"
 REPRODUCE = "uv run python benchmarks/bench_count.py --sizes 10k,100k,1m"
 
 # The targets of issue 3.
@@ -110,16 +116,37 @@ def _prompt_parts() -> tuple[str, str]:
     return system, prefix
 
 
-def _commands(path: Path) -> dict[str, list[str]]:
+def seed_python() -> Path:
+    """The Python of a virtual environment holding the seed's stack (made once with uv)."""
+    python = SEED_ENV / "bin" / "python"
+    stamp = SEED_ENV / "stack.txt"
+    wanted = "\n".join(SEED_STACK)
+    if python.exists() and stamp.exists() and stamp.read_text() == wanted:
+        return python
+    uv = shutil.which("uv")
+    if uv is None:
+        raise SystemExit("the naive baseline needs uv to build the seed's environment")
+    print(f"building the seed's environment ({', '.join(SEED_STACK)})", file=sys.stderr)
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(SEED_ENV)], check=True)
+    subprocess.run([uv, "pip", "install", "-q", "--python", str(python), *SEED_STACK], check=True)
+    stamp.write_text(wanted)
+    return python
+
+
+def _commands(path: Path, tools: list[str]) -> dict[str, list[str]]:
     system, prefix = _prompt_parts()
     script = Path(sys.executable).parent / "batchgrader"
     cli = [str(script)] if script.exists() else [sys.executable, "-m", "batchgrader"]
     extra = ["--system", system, "--prefix", prefix]
-    return {
+    naive = [str(HERE / "naive_count.py"), str(path), *extra]
+    commands = {
         "batchgrader": [*cli, "count", str(path), "--json"],
         "floor": [sys.executable, str(HERE / "floor_count.py"), str(path), *extra],
-        "naive": [sys.executable, str(HERE / "naive_count.py"), str(path), *extra],
+        "naive-current": [sys.executable, *naive],
     }
+    if "naive" in tools:
+        commands["naive"] = [str(seed_python()), *naive]
+    return commands
 
 
 def _cpu_jiffies() -> tuple[int, int] | None:
@@ -231,7 +258,7 @@ def bench_size(
 ) -> dict[str, Summary]:
     """Every approach on one dataset, ``runs`` times in rotation."""
     path = generate(rows)
-    commands = _commands(path)
+    commands = _commands(path, tools)
     summaries = {tool: Summary(tool, rows) for tool in tools}
     for i in range(runs):
         for tool in tools:
@@ -330,7 +357,8 @@ def _label(tool: str) -> str:
     return {
         "batchgrader": "`batchgrader count`",
         "floor": "floor (polars + tiktoken)",
-        "naive": "naive (pandas apply)",
+        "naive": "naive (pandas apply, seed's stack)",
+        "naive-current": "naive (pandas apply, today's libraries)",
     }[tool]
 
 
@@ -355,6 +383,15 @@ def targets(results: dict[int, dict[str, Summary]]) -> list[tuple[str, str, bool
                 f"100k rows: `count` at least {TARGET_VS_NAIVE:.0f}x faster than naive",
                 f"{speedup:.1f}x",
                 speedup >= TARGET_VS_NAIVE,
+            )
+        )
+    if count and "naive-current" in at_100k:  # not a target: shows what the stack buys
+        speedup = at_100k["naive-current"].wall / count.wall
+        out.append(
+            (
+                "100k rows: naive on today's libraries / `count` (not a target)",
+                f"{speedup:.1f}x",
+                None,
             )
         )
     big = results.get(1_000_000, {}).get("batchgrader")
@@ -384,6 +421,8 @@ def report(
         f"- Python {machine['python']}; batchgrader {machine['batchgrader']} "
         f"({machine['commit']}); tiktoken {machine['tiktoken']}; polars {machine['polars']}; "
         f"pandas {machine['pandas']}; numpy {machine['numpy']}",
+        f"- naive runs on the seed's stack ({', '.join(SEED_STACK)}, its first version's "
+        "requirements); naive-current runs the same script on the versions above.",
     ]
     nice = os.getpriority(os.PRIO_PROCESS, 0)
     if nice:
@@ -401,7 +440,8 @@ def report(
     if checked:
         lines += ["| target | measured | met |", "|---|---:|---|"]
         for name, measured, met in checked:
-            lines.append(f"| {name} | {measured} | {'yes' if met else '**no**'} |")
+            verdict = "n/a" if met is None else "yes" if met else "**no**"
+            lines.append(f"| {name} | {measured} | {verdict} |")
     if styles is not None:
         from bench_tokenize_styles import markdown
 
@@ -428,9 +468,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="10k,100k", help="e.g. 10k,100k,1m")
     parser.add_argument("--runs", type=int, default=3, help="runs per approach below 1M rows")
     parser.add_argument("--runs-large", type=int, default=1, help="runs at 1M rows and above")
-    parser.add_argument(
-        "--tools", default=",".join(TOOLS), help="subset of batchgrader,floor,naive"
-    )
+    parser.add_argument("--tools", default=",".join(TOOLS), help=f"subset of {','.join(TOOLS)}")
     parser.add_argument(
         "--naive-max-rows",
         type=parse_size,
@@ -472,7 +510,7 @@ def main() -> None:
             styles = run_styles(args.styles_rows, args.runs, env)
         for rows in sizes:
             runs = args.runs_large if rows >= 1_000_000 else args.runs
-            chosen = [t for t in tools if t != "naive" or rows <= args.naive_max_rows]
+            chosen = [t for t in tools if not t.startswith("naive") or rows <= args.naive_max_rows]
             results[rows] = bench_size(rows, runs, chosen, env, Path(tmp), args.quiet_wait)
     machine = _machine()
     body = report(results, styles, machine)
