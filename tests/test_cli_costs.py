@@ -321,3 +321,25 @@ class TestBudgets:
         assert fake_api.batches_created == 0
         ok(bg("grade", src, input="y\n"))
         assert fake_api.batches_created == 1
+
+
+def test_resume_checks_the_budget_of_what_it_would_submit(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """jobs resume submits queued chunks only within the budget, or with --yes."""
+    monkeypatch.setenv("BATCHGRADER_CHUNKING__SPLIT_ROW_LIMIT", "2")
+    monkeypatch.setenv("BATCHGRADER_RUN__MAX_SIMULTANEOUS_BATCHES", "1")
+    src = write_input(isolated_env, 6)
+    ok(bg("grade", src, "--detach"))
+    assert fake_api.batches_created == 1  # two chunks still queued
+    listed = json.loads(ok(bg("jobs", "list", "--all", "--json")).stdout)
+    job_id = listed["jobs"][0]["id"]
+
+    monkeypatch.setenv("BATCHGRADER_BUDGET__MAX_COST_USD", "0.0000001")
+    refused = bg("jobs", "resume", job_id)
+    assert refused.exit_code == 2, refused.output
+    assert "max_cost_usd" in refused.stderr and "--yes" in refused.stderr
+    assert fake_api.batches_created == 1
+    ok(bg("jobs", "resume", job_id, "--yes"))
+    assert fake_api.batches_created == 3
+    assert (isolated_env / "output" / "answers.graded.csv").exists()

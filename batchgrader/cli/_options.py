@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Submit even over a budget limit, without asking.")
+]
 FilesArgument = Annotated[
     list[Path] | None,
     typer.Argument(

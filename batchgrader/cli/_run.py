@@ -156,9 +156,18 @@ def _retry(app: AppContext, settings: Settings, ledger: Ledger, job: JobRow) -> 
 
 
 def resume_job(
-    app: AppContext, settings: Settings, job: JobRow, *, retry_failed: bool = False
+    app: AppContext,
+    settings: Settings,
+    job: JobRow,
+    *,
+    retry_failed: bool = False,
+    yes: bool = False,
 ) -> RunReport:
-    """Continue a job by id, with the request settings it was created with."""
+    """Continue a job by id, with the request settings it was created with.
+
+    What it would submit now (queued chunks, resent rows) passes the budget check first,
+    as in ``grade``.
+    """
     spec = spec_of_job(job, settings)
     source = Path(job.input_path)
     if not source.exists() or file_hash(source) != job.input_hash:
@@ -174,6 +183,8 @@ def resume_job(
     ):
         if retry_failed:
             job = _retry(app, settings, ledger, job)
+        check = budget.check_run(ledger, [job], spec, settings, now=datetime.now(UTC))
+        confirm_budget(check, yes=yes)
         output = Path(job.output_path) if job.output_path else None
         options = GradeOptions(output=output, overwrite=output is not None)
         if job.status != "done":

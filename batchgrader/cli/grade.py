@@ -22,6 +22,7 @@ from batchgrader.cli._options import (
     ModelOption,
     PromptOption,
     SchemaOption,
+    YesOption,
     request_overrides,
 )
 from batchgrader.cli._run import run_grade
@@ -89,10 +90,7 @@ def grade(
             show_default=False,
         ),
     ] = None,
-    yes: Annotated[
-        bool,
-        typer.Option("--yes", "-y", help="Submit even over a budget limit, without asking."),
-    ] = False,
+    yes: YesOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Grade every row of the input files with the judge through the Batch API."""

@@ -10,7 +10,7 @@ import typer
 
 from batchgrader import jobs as job_files
 from batchgrader.cli._context import AppContext
-from batchgrader.cli._options import JsonOption
+from batchgrader.cli._options import JsonOption, YesOption
 from batchgrader.cli._run import open_ledger, provider_client, resume_job
 from batchgrader.errors import JobNotFound, RunFailed
 from batchgrader.jobreport import job_detail, job_list
@@ -61,7 +61,7 @@ def show(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -> 
         ledger.close()
 
 
-def _resume(ctx: typer.Context, job_id: str, json_output: bool, retry: bool) -> None:
+def _resume(ctx: typer.Context, job_id: str, json_output: bool, retry: bool, yes: bool) -> None:
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
@@ -70,7 +70,7 @@ def _resume(ctx: typer.Context, job_id: str, json_output: bool, retry: bool) -> 
         job = _job(ledger, job_id)
     finally:
         ledger.close()
-    report = resume_job(app, settings, job, retry_failed=retry)
+    report = resume_job(app, settings, job, retry_failed=retry, yes=yes)
     app.emit(report, tables.summary_table)
     if any(s.status == "failed" or s.failed for s in report.files):
         if json_output:  # the summary on stdout already says what failed
@@ -79,15 +79,19 @@ def _resume(ctx: typer.Context, job_id: str, json_output: bool, retry: bool) -> 
 
 
 @jobs_app.command("resume")
-def resume(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -> None:
+def resume(
+    ctx: typer.Context, job_id: JobId, yes: YesOption = False, json_output: JsonOption = False
+) -> None:
     """Continue a job: submit what is queued, poll what runs, collect and write."""
-    _resume(ctx, job_id, json_output, retry=False)
+    _resume(ctx, job_id, json_output, retry=False, yes=yes)
 
 
 @jobs_app.command("retry")
-def retry(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -> None:
+def retry(
+    ctx: typer.Context, job_id: JobId, yes: YesOption = False, json_output: JsonOption = False
+) -> None:
     """Resend only the rows of a job whose result is an error, and merge them in."""
-    _resume(ctx, job_id, json_output, retry=True)
+    _resume(ctx, job_id, json_output, retry=True, yes=yes)
 
 
 @jobs_app.command("cancel")
