@@ -163,6 +163,32 @@ class TestAtomicOutput:
         assert target.read_text(encoding="utf-8") == "new\n"
         assert [p.name for p in target.parent.iterdir()] == ["out.csv"]
 
+    @pytest.mark.skipif(sys.platform == "win32", reason="advisory locks are POSIX")
+    def test_leftovers_of_killed_writes_are_swept(self, tmp_path: Path) -> None:
+        """The next write removes old unlocked temporaries; a live or fresh one stays."""
+        import fcntl
+
+        folder = tmp_path / "atomic"
+        folder.mkdir()
+        target = folder / "out.csv"
+        old = time.time() - 2 * datafiles.STALE_AFTER_SECONDS
+        dead, live, fresh, other = (
+            folder / f".{name}.tmp"
+            for name in ("out.csv.dead0001", "out.csv.live0002", "out.csv.new00003", "o.csv.x")
+        )
+        for leftover in (dead, live, fresh, other):
+            leftover.write_text("half a file", encoding="utf-8")
+        for aged in (dead, live, other):
+            os.utime(aged, (old, old))
+        with live.open("rb") as held:  # another writer, still running
+            fcntl.flock(held, fcntl.LOCK_EX)
+            with datafiles.atomic_path(target) as tmp:
+                tmp.write_text("new\n", encoding="utf-8")
+        assert target.read_text(encoding="utf-8") == "new\n"
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            ["out.csv", live.name, fresh.name, other.name]
+        )
+
     @pytest.mark.parametrize("existing", [False, True], ids=["new", "overwrite"])
     def test_failed_output_write_then_rerun(
         self,
@@ -233,6 +259,9 @@ class TestAtomicOutput:
         if target.exists():  # the write won the race with the signal: it must be whole
             assert pl.read_csv(target).height == n, "a partial graded file under the final name"
         batches = fake_api.batches_created
+        old = time.time() - 2 * datafiles.STALE_AFTER_SECONDS
+        for leftover in (isolated_env / "output").glob(".*.tmp"):  # as if killed long ago
+            os.utime(leftover, (old, old))
         rerun = subprocess.run(
             [sys.executable, "-m", "batchgrader", "grade", "big.csv", "--json"],
             cwd=isolated_env,
@@ -248,6 +277,7 @@ class TestAtomicOutput:
         assert out.height == n
         assert out["id"].to_list() == list(range(n))
         assert out["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+        assert list((isolated_env / "output").glob(".*.tmp")) == []
 
 
 HOSTILE = [
