@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -58,3 +59,22 @@ def test_cli_starts_without_the_openai_sdk() -> None:
     """Importing the CLI does not import openai (about a second that count never needs)."""
     code = "import sys, batchgrader.cli; sys.exit('openai' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, str(4 * 1024 * 1024)), ("65536", "65536")])
+def test_cli_sets_the_csv_read_ahead_unless_the_user_did(given: str | None, expected: str) -> None:
+    """The entry point bounds polars' CSV read-ahead (memory); a user's own value wins."""
+    code = (
+        "import os, sys\n"
+        "from batchgrader.cli import main\n"
+        "sys.argv = ['batchgrader', '--version']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(os.environ['POLARS_CSV_CHUNK_SIZE'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "POLARS_CSV_CHUNK_SIZE"}
+    if given is not None:
+        env["POLARS_CSV_CHUNK_SIZE"] = given
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.splitlines()[-1] == expected
