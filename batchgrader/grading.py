@@ -85,8 +85,9 @@ def grade_file(
     if job.status == "done" and written is not None and written.exists() and not elsewhere:
         log.info("Job %s already finished: %s", job.id, job.output_path)
         chunks = ledger.chunks(job.id)
-        done = jobs.latest_results(settings, job.id, chunks).select("llm_score", "llm_error")
-        return summarise(job, chunks, done.collect(), ledger, job.output_path, "done")
+        with jobs.aligned_results(settings, job, chunks) as results:
+            tally = Tally.of(results)
+        return summarise(job, chunks, tally, ledger, job.output_path, "done")
     if options.output is not None:  # an existing --output fails now, before anything is paid
         jobs.output_path(
             workload.source.path, settings, options.output, options.output_format, options.overwrite
@@ -114,13 +115,13 @@ def grade_file(
     target = jobs.output_path(
         workload.source.path, settings, options.output, options.output_format, options.overwrite
     )
-    results = jobs.write_output(
-        workload, spec, settings, job, chunks, target, options.output_format
-    )
+    with jobs.aligned_results(settings, job, chunks) as results:
+        jobs.write_output(workload, spec, chunks, results, target, options.output_format)
+        tally = Tally.of(results)
     failed = any(c.status in ("failed", "halted") for c in chunks)
     status = "failed" if failed else "done"
     ledger.set_job(job.id, status=status, output_path=str(target))
-    summary = summarise(job, chunks, results, ledger, str(target), status)
+    summary = summarise(job, chunks, tally, ledger, str(target), status)
     if failed or summary.failed:
         errors_log = target.with_name(target.name + ".errors.log")
         errors_log.write_text("\n".join(summary.errors) + "\n", encoding="utf-8")
@@ -129,10 +130,40 @@ def grade_file(
     return summary
 
 
+@dataclass(frozen=True)
+class Tally:
+    """How a job's rows came out: graded rows, unparseable answers, graded rows by score."""
+
+    graded: int
+    invalid: int
+    scores: dict[str, int]
+
+    @classmethod
+    def of(cls, results: pl.LazyFrame) -> Tally:
+        """Count the rows of ``results`` that have a result, in one streaming aggregation."""
+        error = pl.col("llm_error")
+        counts = (
+            results.filter(error.is_not_null() | pl.col("llm_response").is_not_null())
+            .group_by(
+                error.is_null().alias("ok"),
+                error.str.starts_with("unparseable").fill_null(False).alias("invalid"),
+                "llm_score",
+            )
+            .len()
+            .collect()
+        )
+        ok = counts.filter("ok").group_by("llm_score").agg(pl.col("len").sum()).sort("llm_score")
+        return cls(
+            graded=int(ok["len"].sum()),
+            invalid=int(counts.filter("invalid")["len"].sum()),
+            scores={str(score): int(n) for score, n in ok.iter_rows()},
+        )
+
+
 def summarise(
     job: JobRow,
     chunks: list[ChunkRow],
-    results: pl.DataFrame | None,
+    tally: Tally | None,
     ledger: Ledger,
     output: str | None,
     status: str,
@@ -140,13 +171,9 @@ def summarise(
     requests = sum(c.requests for c in chunks if not c.request_file.startswith(RETRY_PREFIX))
     graded = failed = invalid = 0
     counts: dict[str, int] = {}
-    if results is not None:
-        ok = results.filter(pl.col("llm_error").is_null())
-        graded = ok.height
+    if tally is not None:
+        graded, invalid, counts = tally.graded, tally.invalid, tally.scores
         failed = requests - graded  # every sent row: halted, refused or failed chunks too
-        invalid = results.filter(pl.col("llm_error").str.starts_with("unparseable")).height
-        for score, n in ok.group_by("llm_score").len().sort("llm_score").iter_rows():
-            counts[str(score)] = n
     events = [e for e in ledger.usage_events(job_id=job.id) if not e.committed]
     total_cost = sum((e.cost for e in events if e.cost is not None), Decimal(0))
     errors = [

@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -210,29 +213,72 @@ class RunSummary(BaseModel):
     errors: list[str] = []
 
 
-def latest_results(settings: Settings, job_id: str, chunks: list[ChunkRow]) -> pl.LazyFrame:
-    """Every collected row result of a job; a retried row's latest result wins."""
-    folder = results_dir(settings, job_id)
+#: Rows per window when a job's results are read back: memory follows one window's
+#: results (a batch holds at most 50,000 rows), not the size of the input.
+WINDOW_ROWS = 50_000
+
+
+def result_windows(
+    settings: Settings, job: JobRow, chunks: list[ChunkRow]
+) -> Iterator[tuple[int, pl.LazyFrame]]:
+    """(first row, latest result of each row in the window), a window of rows at a time.
+
+    A retried row's latest result wins. Row ``r`` of the input is row ``r`` of the
+    job; the windows cover ``0..job.rows`` (at least one, possibly empty). Each
+    chunk's result file holds one contiguous range of rows, so a window's filter
+    skips every file outside it from the file's statistics.
+    """
+    folder = results_dir(settings, job.id)
     files = [folder / c.result_file for c in chunks if c.result_file]
-    if not files:
-        return pl.LazyFrame(schema=RESULT_SCHEMA)
-    return pl.scan_parquet(files).unique(subset="row", keep="last", maintain_order=True)
+    for first in range(0, max(job.rows, 1), WINDOW_ROWS):
+        last = min(job.rows, first + WINDOW_ROWS) - 1
+        if not files:
+            yield first, pl.LazyFrame(schema=RESULT_SCHEMA)
+            continue
+        found = pl.scan_parquet(files).filter(pl.col("row").is_between(first, last))
+        yield first, found.unique(subset="row", keep="last", maintain_order=True)
+
+
+@contextmanager
+def aligned_results(
+    settings: Settings, job: JobRow, chunks: list[ChunkRow]
+) -> Iterator[pl.LazyFrame]:
+    """Every row's latest result, one row per input row in input order.
+
+    Staged on disk a window at a time under the job folder (removed on exit), so the
+    final merge is a row-by-row zip of two streams instead of a join holding every
+    result in memory. The frame has the result columns without ``row``.
+    """
+    folder = job_dir(settings, job.id) / "aligned"
+    shutil.rmtree(folder, ignore_errors=True)  # left by a crash during an earlier merge
+    folder.mkdir(mode=0o700)
+    try:
+        for first, found in result_windows(settings, job, chunks):
+            end = min(job.rows, first + WINDOW_ROWS)
+            window = pl.select(pl.int_range(first, end, dtype=pl.Int64).alias("row")).lazy()
+            path = folder / f"rows-{first:012d}.parquet"
+            window.join(found, on="row", how="left", maintain_order="left").drop(
+                "row"
+            ).sink_parquet(path)
+            os.chmod(path, 0o600)
+        yield pl.scan_parquet(sorted(folder.glob("rows-*.parquet")))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_output(
     workload: Workload,
     spec: RequestSpec,
-    settings: Settings,
-    job: JobRow,
     chunks: list[ChunkRow],
+    results: pl.LazyFrame,
     target: Path,
     out_format: Format | None,
-) -> pl.DataFrame:
-    """Merge every chunk's results into the input, in input order; write atomically.
+) -> None:
+    """Zip the row-aligned ``results`` onto the input, in input order; write atomically.
 
-    Returns the result columns (for the summary), not the whole output.
+    An input column named like an output column (a graded file graded again) is
+    replaced by this run's, with a warning.
     """
-    results = latest_results(settings, job.id, chunks)
     halted_error = "not_run: the job stopped before this row's chunk was submitted"
     unrun = pl.lit(halted_error)
     for chunk in chunks:  # a chunk whose batch failed (validation): its rows carry its error
@@ -240,21 +286,27 @@ def write_output(
             in_chunk = pl.col("_row").is_between(chunk.first_row, chunk.last_row)
             unrun = pl.when(in_chunk).then(pl.lit(chunk.error)).otherwise(unrun)
     text = pl.col(spec.text_column).cast(pl.String)  # an all-null column is Null-typed
-    blank = text.is_null() | (text.str.strip_chars() == "")
-    merged = (
-        workload.source.scan()
-        .with_row_index("_row")
-        .join(results, left_on="_row", right_on="row", how="left", maintain_order="left")
-        .with_columns(
-            pl.when(pl.col("llm_error").is_null() & pl.col("llm_response").is_null() & blank)
-            .then(pl.lit("skipped: empty text"))
-            .when(pl.col("llm_error").is_null() & pl.col("llm_response").is_null())
-            .then(unrun)
-            .otherwise(pl.col("llm_error"))
-            .alias("llm_error")
-        )
+    source = workload.source.scan().with_columns(
+        (text.is_null() | (text.str.strip_chars() == "")).alias("_blank")
     )
-    merged = expand_fields(merged, spec.prompt).drop("_row")
+    ours = set(expand_fields(results, spec.prompt).collect_schema().names())
+    clashing = [name for name in workload.source.columns if name in ours]
+    if clashing:
+        log.warning(
+            "%s already has %s: the output has this run's instead.",
+            workload.source.path,
+            ", ".join(clashing),
+        )
+        source = source.drop(clashing)
+    merged = pl.concat([source.with_row_index("_row"), results], how="horizontal").with_columns(
+        pl.when(pl.col("llm_error").is_null() & pl.col("llm_response").is_null() & pl.col("_blank"))
+        .then(pl.lit("skipped: empty text"))
+        .when(pl.col("llm_error").is_null() & pl.col("llm_response").is_null())
+        .then(unrun)
+        .otherwise(pl.col("llm_error"))
+        .alias("llm_error")
+    )
+    merged = expand_fields(merged, spec.prompt).drop("_row", "_blank")
     fmt = out_format or format_of(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
@@ -268,7 +320,6 @@ def write_output(
             merged.sink_parquet(tmp)
         else:
             merged.collect().write_json(tmp)
-    return results.select("llm_score", "llm_error").collect()
 
 
 def remove_temporary_files(settings: Settings, job_id: str) -> None:

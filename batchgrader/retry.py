@@ -26,24 +26,16 @@ def failed_rows(
     ``only`` restricts the retry to errors starting with one of its prefixes (the
     automatic retry of rows an expired batch did not run).
     """
-    folder = jobs.results_dir(settings, job.id)
-    files = [folder / c.result_file for c in chunks if c.result_file]
+    error = pl.col("llm_error")
+    wanted = (
+        pl.any_horizontal([error.str.starts_with(p) for p in only])
+        if only
+        else ~pl.any_horizontal([error.str.starts_with(p) for p in _NOT_RETRIED])
+    )
     rows: set[int] = set()
-    if files:
-        error = pl.col("llm_error")
-        wanted = (
-            pl.any_horizontal([error.str.starts_with(p) for p in only])
-            if only
-            else ~pl.any_horizontal([error.str.starts_with(p) for p in _NOT_RETRIED])
-        )
-        latest = (
-            pl.scan_parquet(files)
-            .unique(subset="row", keep="last", maintain_order=True)
-            .filter(error.is_not_null() & wanted)
-            .select("row")
-            .collect()
-        )
-        rows.update(latest["row"].to_list())
+    for _, latest in jobs.result_windows(settings, job, chunks):
+        found = latest.filter(error.is_not_null() & wanted).select("row").collect()
+        rows.update(found["row"].to_list())
     if only is None:
         for chunk in chunks:
             if chunk.status in ("failed", "halted") and not chunk.result_file:
