@@ -59,7 +59,7 @@ class InputFile:
 
     def scan(self, columns: list[str] | None = None) -> pl.LazyFrame:
         """A lazy frame of the file (only ``columns`` when given)."""
-        lf = _scan(self.path, self.format)
+        lf = scan_table(self.path, self.format)
         return lf.select(columns) if columns is not None else lf
 
     def iter_batches(
@@ -160,7 +160,7 @@ def open_input(path: Path, override: Format | None = None) -> InputFile:
             f"{path}: a .json input must be an array of objects.",
             hint="Use .jsonl for one object per line.",
         )
-    lf = _scan(path, fmt)
+    lf = scan_table(path, fmt)
     try:
         columns = tuple(lf.collect_schema().names())
         rows = _count_rows(lf, fmt)
@@ -203,7 +203,8 @@ def require_columns(source: InputFile, needed: list[str], what: str) -> None:
         )
 
 
-def _scan(path: Path, fmt: Format) -> pl.LazyFrame:
+def scan_table(path: Path, fmt: Format) -> pl.LazyFrame:
+    """A lazy frame of a table file as batchgrader reads one (CSV/TSV values as text)."""
     if fmt in _SEPARATORS:
         lf = pl.scan_csv(
             path,

@@ -12,11 +12,11 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel
 
-from batchgrader import jobs
+from batchgrader import datafiles, jobs
 from batchgrader.batches import BatchAPI
 from batchgrader.batchfile import RequestOptions
 from batchgrader.datafiles import Format
-from batchgrader.errors import UsageError
+from batchgrader.errors import InputFileError, UsageError
 from batchgrader.ledger import ChunkRow, JobRow, Ledger
 from batchgrader.pricing import PriceTable
 from batchgrader.prompts import Prompt, Scale, Template
@@ -85,21 +85,18 @@ def grade_file(
     if job.status == "done" and written is not None and written.exists() and not elsewhere:
         log.info("Job %s already finished: %s", job.id, job.output_path)
         chunks = ledger.chunks(job.id)
-        with jobs.aligned_results(settings, job, chunks) as results:
-            tally = Tally.of(results)
+        tally = _finished_tally(settings, job, chunks, written, options.output_format)
         return summarise(job, chunks, tally, ledger, job.output_path, "done")
     if options.output is not None:  # an existing --output fails now, before anything is paid
         jobs.output_path(
             workload.source.path, settings, options.output, options.output_format, options.overwrite
         )
-    if job.status == "done" and elsewhere:  # another copy of a finished job's output
-        folder = jobs.results_dir(settings, job.id)
-        kept = [c.result_file for c in ledger.chunks(job.id) if c.result_file]
-        if not all((folder / name).exists() for name in kept):
-            raise UsageError(
-                f"Job {job.id} is finished and its stored results were cleaned up.",
-                hint=f"Its output is {written}; pass --force to grade again.",
-            )
+    cleaned = job.status == "done" and not jobs.results_kept(settings, job, ledger.chunks(job.id))
+    if elsewhere and cleaned:  # another copy of a finished job's output
+        raise UsageError(
+            f"Job {job.id} is finished and its stored results were cleaned up.",
+            hint=f"Its output is {written}; pass --force to grade again.",
+        )
     runner = Runner(client, ledger, settings, spec, identity, on_event=on_event, clock=clock)
     chunks = runner.run(job, detach=options.detach)
     for _ in range(0 if options.detach else settings.run.max_retries_per_row):
@@ -158,6 +155,31 @@ class Tally:
             invalid=int(counts.filter("invalid")["len"].sum()),
             scores={str(score): int(n) for score, n in ok.iter_rows()},
         )
+
+
+def _finished_tally(
+    settings: Settings, job: JobRow, chunks: list[ChunkRow], written: Path, fmt: Format | None
+) -> Tally:
+    """How a finished job's rows came out: from its stored results, or from its graded
+    file when ``jobs clean`` has removed those."""
+    if jobs.results_kept(settings, job, chunks):
+        with jobs.aligned_results(settings, job, chunks) as results:
+            return Tally.of(results)
+    try:
+        graded = datafiles.scan_table(written, fmt or datafiles.format_of(written))
+        columns = [  # CSV/TSV: text, and an empty field is a null
+            pl.when(value.str.strip_chars() != "").then(value).alias(name)
+            for name in ("llm_score", "llm_response", "llm_error")
+            for value in [pl.col(name).cast(pl.String)]
+        ]
+        read = graded.select(columns).with_columns(pl.col("llm_score").cast(pl.Int64))
+        return Tally.of(read)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise InputFileError(
+            f"Job {job.id} is finished, its stored results were cleaned up, and its "
+            f"output {written} cannot be read back ({exc}).",
+            hint="Pass --force to grade the file again.",
+        ) from None
 
 
 def summarise(

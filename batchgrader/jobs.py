@@ -218,6 +218,12 @@ class RunSummary(BaseModel):
 WINDOW_ROWS = 50_000
 
 
+def results_kept(settings: Settings, job: JobRow, chunks: list[ChunkRow]) -> bool:
+    """Whether every collected chunk's row results are still on disk."""
+    folder = results_dir(settings, job.id)
+    return all((folder / c.result_file).exists() for c in chunks if c.result_file)
+
+
 def result_windows(
     settings: Settings, job: JobRow, chunks: list[ChunkRow]
 ) -> Iterator[tuple[int, pl.LazyFrame]]:

@@ -107,6 +107,32 @@ def test_cancel_keeps_finished_results(
     assert all(e.startswith("batch_cancelled") for e in out["llm_error"].to_list())
 
 
+def test_rerun_after_clean_reports_from_the_graded_file(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """A finished job whose files jobs clean removed is summarised from its output."""
+    texts = [*_texts(4), "   "]
+    src = _csv(isolated_env / "d.csv", texts)
+    first = bg("grade", src, "--json")
+    assert first.exit_code == 0, first.output
+    expected = json.loads(first.stdout)["files"][0]
+    assert bg("jobs", "clean").exit_code == 0
+    again = bg("grade", src, "--json")
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.stdout)["files"][0]
+    for key in ("status", "graded", "failed", "skipped", "invalid_answers", "score_counts"):
+        assert summary[key] == expected[key], key
+    assert (summary["graded"], summary["skipped"]) == (4, 1)
+    assert fake_api.batches_created == 1
+
+    graded = isolated_env / "output" / "d.graded.csv"
+    pl.read_csv(graded).drop("llm_score").write_csv(graded)  # edited by hand since
+    broken = bg("grade", src)
+    assert broken.exit_code == 2, broken.output
+    assert "cannot be read back" in broken.stderr and "--force" in broken.stderr
+    assert fake_api.batches_created == 1
+
+
 def test_clean_removes_finished_job_files(
     bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, home: Path
 ) -> None:
