@@ -455,10 +455,13 @@ def append_rows(df: pl.DataFrame, handle: IO[bytes], fmt: Format, *, header: boo
 
 
 def sink_rows(rows: pl.LazyFrame, path: Path, fmt: Format) -> None:
-    """Write a Parquet or JSON file of ``rows`` (Parquet streamed); not atomic by itself."""
-    if fmt == "parquet":
+    """Write ``rows`` to ``path`` as ``fmt``, streamed (a JSON array is built whole);
+    not atomic by itself."""
+    if fmt in _SEPARATORS:
+        rows.sink_csv(path, separator=_SEPARATORS[fmt])
+    elif fmt == "jsonl":
+        rows.sink_ndjson(path)
+    elif fmt == "parquet":
         rows.sink_parquet(path)
-    elif fmt == "json":
-        rows.collect().write_json(path)
     else:
-        raise ValueError(f"write {fmt} files with append_rows")
+        rows.collect().write_json(path)

@@ -91,8 +91,8 @@ def grade_file(
         jobs.output_path(
             workload.source.path, settings, options.output, options.output_format, options.overwrite
         )
-    cleaned = job.status == "done" and not jobs.results_kept(settings, job, ledger.chunks(job.id))
-    if elsewhere and cleaned:  # another copy of a finished job's output
+    finished = elsewhere and job.status == "done"  # another copy of a finished job's output
+    if finished and not jobs.results_kept(settings, job, ledger.chunks(job.id)):
         raise UsageError(
             f"Job {job.id} is finished and its stored results were cleaned up.",
             hint=f"Its output is {written}; pass --force to grade again.",

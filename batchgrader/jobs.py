@@ -23,7 +23,7 @@ import polars as pl
 from pydantic import BaseModel
 
 from batchgrader import batchfile, paths
-from batchgrader.datafiles import FORMATS, Format, atomic_path, format_of
+from batchgrader.datafiles import FORMATS, Format, atomic_path, format_of, sink_rows
 from batchgrader.errors import OutputExistsError
 from batchgrader.ledger import ChunkRow, JobRow, Ledger, now_iso
 from batchgrader.planning import limits_for, write_plan
@@ -316,16 +316,7 @@ def write_output(
     fmt = out_format or format_of(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(target) as tmp:
-        if fmt == "csv":
-            merged.sink_csv(tmp)
-        elif fmt == "tsv":
-            merged.sink_csv(tmp, separator="\t")
-        elif fmt == "jsonl":
-            merged.sink_ndjson(tmp)
-        elif fmt == "parquet":
-            merged.sink_parquet(tmp)
-        else:
-            merged.collect().write_json(tmp)
+        sink_rows(merged, tmp, fmt)
 
 
 def remove_temporary_files(settings: Settings, job_id: str) -> None:
