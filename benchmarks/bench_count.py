@@ -27,7 +27,6 @@ Results go to ``docs/benchmarks.md`` (between the BEGIN/END markers) and, raw, t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
 import os
@@ -38,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -46,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from gen_data import dataset_path, generate, parse_size, size_label
+from harness import ProcPeak, cpu_jiffies, set_priority, wait_for_quiet, write_section
 
 from batchgrader.prompts import DEFAULT_USER, preset
 
@@ -149,81 +148,14 @@ def _commands(path: Path, tools: list[str]) -> dict[str, list[str]]:
     return commands
 
 
-def _cpu_jiffies() -> tuple[int, int] | None:
-    """(busy, total) jiffies of the whole machine, or None off Linux."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return None
-    values = [int(v) for v in fields]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values[:8]) - idle, sum(values[:8])
-
-
-def wait_for_quiet(max_wait: float, threshold: float = 0.25) -> float:
-    """Wait until other processes use under ``threshold`` of a core; the load seen last."""
-    deadline = time.monotonic() + max_wait
-    load = 0.0
-    while True:
-        before = _cpu_jiffies()
-        time.sleep(1.0)
-        after = _cpu_jiffies()
-        if before is None or after is None:
-            return 0.0
-        busy, total = after[0] - before[0], after[1] - before[1]
-        load = (os.cpu_count() or 1) * busy / total if total else 0.0
-        if load < threshold or time.monotonic() >= deadline:
-            return load
-
-
-class _AnonSampler(threading.Thread):
-    """Samples a process's private memory (``RssAnon``) from /proc until it exits.
-
-    Peak RSS also counts file-backed pages (a memory-mapped input file), which the
-    kernel can drop at any time; ``RssAnon`` is the memory the process really holds.
-    """
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.path = Path(f"/proc/{pid}/status")
-        self.peak_kb: int | None = None
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            try:
-                text = self.path.read_text()
-            except OSError:
-                return
-            if m := re.search(r"^RssAnon:\s+(\d+) kB", text, re.MULTILINE):
-                self.peak_kb = max(self.peak_kb or 0, int(m.group(1)))
-            self.done.wait(0.02)
-
-
-def set_priority(nice: int) -> None:
-    """Run this process and its children at ``nice``.
-
-    With autogroup scheduling (most Linux desktops and VMs) nice values only rank the
-    processes of one session against each other, so the harness also moves into a
-    session of its own and sets that session's group nice.
-    """
-    os.setpriority(os.PRIO_PROCESS, 0, nice)  # inherited by every child
-    autogroup = Path("/proc/self/autogroup")
-    if autogroup.exists():
-        with contextlib.suppress(OSError):
-            os.setsid()
-        with contextlib.suppress(OSError):
-            autogroup.write_text(str(nice))
-
-
 def run_once(cmd: list[str], env: dict[str, str], cwd: Path) -> Run:
     """Run ``cmd`` to completion and account for it with ``os.wait4``."""
     hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        before = _cpu_jiffies()
+        before = cpu_jiffies()
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
-        sampler = _AnonSampler(proc.pid)
+        sampler = ProcPeak(proc.pid, "RssAnon")
         sampler.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
@@ -232,9 +164,8 @@ def run_once(cmd: list[str], env: dict[str, str], cwd: Path) -> Run:
             proc.wait()
             raise
         wall = time.perf_counter() - started
-        sampler.done.set()
-        sampler.join()
-        after = _cpu_jiffies()
+        anon = sampler.stop()
+        after = cpu_jiffies()
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -249,7 +180,6 @@ def run_once(cmd: list[str], env: dict[str, str], cwd: Path) -> Run:
     data = json.loads(stdout)
     if "files" in data:  # batchgrader's CountReport
         data = data["files"][0]
-    anon = None if sampler.peak_kb is None else sampler.peak_kb / 1024
     return Run(wall, cpu, rss_kb / 1024, anon, others, data["requests"], data["input_tokens"])
 
 
@@ -452,17 +382,6 @@ def report(
 BEGIN, END = "<!-- BEGIN bench_count (generated) -->", "<!-- END bench_count -->"
 
 
-def write_docs(path: Path, body: str) -> None:
-    """Replace the generated section of ``path`` (create the file if needed)."""
-    text = path.read_text() if path.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
-        start, end = text.find(BEGIN), text.find(END)
-    text = text[: start + len(BEGIN)] + "\n" + body.strip() + "\n" + text[end:]
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10k,100k", help="e.g. 10k,100k,1m")
@@ -528,7 +447,7 @@ def main() -> None:
     }
     (RESULTS / f"count-{stamp}.json").write_text(json.dumps(raw, indent=2) + "\n")
     if not args.no_docs:
-        write_docs(args.docs, body)
+        write_section(args.docs, BEGIN, END, body)
         print(f"wrote {args.docs}", file=sys.stderr)
     if args.check and any(met is False for _, _, met in targets(results)):
         raise SystemExit(1)

@@ -21,8 +21,8 @@ serves is a span from its headers being read to its answer being written, and th
 time of a run is the union of those spans. ``local = wall - fake`` is the time the
 client spent on its own (both clients make their HTTP calls one at a time, so nothing
 of theirs overlaps the fake's spans). Wall and CPU time of the client come from
-``os.wait4`` on the child, its peak RSS from sampling its ``VmHWM`` (see
-``PeakMemory``). Every run is verified: the graded CSV holds every input row in order,
+``os.wait4`` on the child, its peak RSS from sampling its ``VmHWM``
+(``harness.ProcPeak``). Every run is verified: the graded CSV holds every input row in order,
 with ``llm_score`` equal to ``tests.fakes.judge.judge_score`` of the user message (null
 for blank texts), and both clients upload byte-identical request files in the same
 batches.
@@ -38,7 +38,6 @@ markers, appended at the end of the file when missing) and, raw, to
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import gc
 import hashlib
@@ -52,7 +51,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
@@ -62,6 +60,7 @@ from urllib.parse import urlsplit
 
 import polars as pl
 from gen_data import generate, parse_size, size_label
+from harness import ProcPeak, cpu_jiffies, set_priority, wait_for_quiet, write_section
 
 from batchgrader.prompts import DEFAULT_USER, load_prompt
 from batchgrader.settings import ChunkingSettings, RequestSettings, RunSettings
@@ -176,81 +175,6 @@ class Summary:
         return statistics.median(r.fake_by_route.get(route, 0.0) for r in self.runs)
 
 
-def _cpu_jiffies() -> tuple[int, int] | None:
-    """(busy, total) jiffies of the whole machine, or None off Linux."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return None
-    values = [int(v) for v in fields[:8]]
-    idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
-
-
-def wait_for_quiet(max_wait: float, threshold: float = 0.25) -> float:
-    """Wait until other processes use under ``threshold`` of a core; the load seen last."""
-    deadline = time.monotonic() + max_wait
-    while True:
-        before = _cpu_jiffies()
-        time.sleep(1.0)
-        after = _cpu_jiffies()
-        if before is None or after is None:
-            return 0.0
-        busy, total = after[0] - before[0], after[1] - before[1]
-        load = (os.cpu_count() or 1) * busy / total if total else 0.0
-        if load < threshold or time.monotonic() >= deadline:
-            return load
-
-
-class PeakMemory(threading.Thread):
-    """Samples a child's ``VmHWM`` (peak resident set) from ``/proc`` until it exits.
-
-    ``ru_maxrss`` from ``os.wait4`` cannot be used here: Linux carries the pre-``exec``
-    peak of a forked child over into it, and the child is forked from this process,
-    which holds the fake's files and batches (over a GB after a run). ``VmHWM`` belongs
-    to the child's own address space and only grows, so the last sample is the peak,
-    short of growth in the final ``interval``.
-    """
-
-    def __init__(self, pid: int, interval: float = 0.02) -> None:
-        super().__init__(daemon=True)
-        self.status = Path(f"/proc/{pid}/status")
-        self.interval = interval
-        self.peak_kb = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            try:
-                text = self.status.read_text()
-            except OSError:
-                return
-            if m := re.search(r"^VmHWM:\s*(\d+) kB", text, re.M):
-                self.peak_kb = max(self.peak_kb, int(m.group(1)))
-            self.done.wait(self.interval)
-
-    def stop(self) -> float:
-        """The peak in MB."""
-        self.done.set()
-        self.join()
-        return self.peak_kb / 1024
-
-
-def set_priority(nice: int) -> None:
-    """Run this process (the fake) and its children (the clients) at ``nice``.
-
-    With autogroup scheduling nice values only rank the processes of one session, so
-    the harness also moves into a session of its own and sets that session's nice.
-    """
-    os.setpriority(os.PRIO_PROCESS, 0, nice)  # inherited by every child
-    autogroup = Path("/proc/self/autogroup")
-    if autogroup.exists():
-        with contextlib.suppress(OSError):
-            os.setsid()
-        with contextlib.suppress(OSError):
-            autogroup.write_text(str(nice))
-
-
 def _self_cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -263,15 +187,15 @@ def run_once(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[Run, dict[
     with fake, tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         fake.polls_per_state = 1
         child_env = env | {"OPENAI_BASE_URL": fake.base_url}
-        before, self_before = _cpu_jiffies(), _self_cpu()
+        before, self_before = cpu_jiffies(), _self_cpu()
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=child_env, cwd=cwd)
-        memory = PeakMemory(proc.pid)
+        memory = ProcPeak(proc.pid, "VmHWM")
         memory.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
-        peak_mb = memory.stop()
-        after, self_cpu = _cpu_jiffies(), _self_cpu() - self_before
+        peak_mb = memory.stop() or 0.0
+        after, self_cpu = cpu_jiffies(), _self_cpu() - self_before
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode()
@@ -752,17 +676,6 @@ def report(
 BEGIN, END = "<!-- BEGIN bench_grade (generated) -->", "<!-- END bench_grade -->"
 
 
-def write_docs(path: Path, body: str) -> None:
-    """Replace this script's section of ``path``; append it at the end when missing."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
-        start, end = text.find(BEGIN), text.find(END)
-    text = text[: start + len(BEGIN)] + "\n" + body.strip() + "\n" + text[end:]
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="100k", help="rows of gen_data's dataset")
@@ -834,7 +747,7 @@ def main() -> None:
     }
     (RESULTS / f"grade-{stamp}.json").write_text(json.dumps(raw, indent=2) + "\n")
     if not args.no_docs:
-        write_docs(args.docs, body)
+        write_section(args.docs, BEGIN, END, body)
         print(f"wrote {args.docs}", file=sys.stderr)
     if args.check and any(not met for _, _, met in targets(results)):
         raise SystemExit(1)

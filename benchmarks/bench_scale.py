@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
+from harness import write_section
 
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import judge_score
@@ -198,18 +199,6 @@ def per_batch_growth(runs: list[Run]) -> float:
     return sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / den if den else 0.0
 
 
-def write_docs(body: str) -> None:
-    """Put ``body`` between the markers of docs/reliability.md (appended if missing)."""
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else ""
-    block = f"{BEGIN}\n{body}\n{END}"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text, encoding="utf-8")
-
-
 def measure(rows: int, rows_per_batch: int) -> Run:
     """One run in a fresh folder, printed as it finishes."""
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
@@ -287,7 +276,7 @@ def main() -> None:
         encoding="utf-8",
     )
     if not args.no_docs:
-        write_docs(body)
+        write_section(DOCS, BEGIN, END, body)
     if args.check and not flat:
         raise SystemExit(1)
 

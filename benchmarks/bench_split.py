@@ -37,15 +37,14 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from bench_count import set_priority
 from gen_data import dataset_path, generate, parse_size, size_label
+from harness import ProcPeak, cpu_jiffies, set_priority, wait_for_quiet, write_section
 
 from batchgrader.prompts import DEFAULT_USER, preset
 from batchgrader.tokens import Counter
@@ -142,65 +141,19 @@ class Summary:
         return max(r.peak_private_mb for r in self.runs)
 
 
-def _cpu_jiffies() -> tuple[int, int] | None:
-    """(busy, total) jiffies of the whole machine, or None off Linux."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return None
-    values = [int(v) for v in fields]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)
-    return sum(values[:8]) - idle, sum(values[:8])
-
-
-def wait_for_quiet(max_wait: float, threshold: float = 0.25) -> None:
-    """Wait until other processes use under ``threshold`` of a core (or give up)."""
-    deadline = time.monotonic() + max_wait
-    while time.monotonic() < deadline:
-        before = _cpu_jiffies()
-        time.sleep(1.0)
-        after = _cpu_jiffies()
-        if before is None or after is None:
-            return
-        busy, total = after[0] - before[0], after[1] - before[1]
-        if total and (os.cpu_count() or 1) * busy / total < threshold:
-            return
-
-
-class _PrivatePeak(threading.Thread):
-    """Samples a process's RssAnon (private memory) every 20 ms until it exits."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.status = Path(f"/proc/{pid}/status")
-        self.peak_kb = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            try:
-                for line in self.status.read_text().splitlines():
-                    if line.startswith("RssAnon:"):
-                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
-            except (OSError, ValueError):
-                return
-            self.done.wait(0.02)
-
-
 def run_once(cmd: list[str], env: dict[str, str], cwd: Path) -> Run:
     """Run ``cmd`` to completion, accounted with ``os.wait4``."""
     hz = os.sysconf("SC_CLK_TCK")
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        before = _cpu_jiffies()
+        before = cpu_jiffies()
         started = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, cwd=cwd)
-        sampler = _PrivatePeak(proc.pid)
+        sampler = ProcPeak(proc.pid, "RssAnon")
         sampler.start()
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - started
-        sampler.done.set()
-        sampler.join()
-        after = _cpu_jiffies()
+        private = sampler.stop()
+        after = cpu_jiffies()
         code = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
@@ -219,7 +172,7 @@ def run_once(cmd: list[str], env: dict[str, str], cwd: Path) -> Run:
         wall_s=wall,
         cpu_s=cpu,
         peak_rss_mb=usage.ru_maxrss / 1024,
-        peak_private_mb=sampler.peak_kb / 1024,
+        peak_private_mb=private or 0.0,
         others_cores=others,
         parts=data["rows"],
         tokens=int(data["tokens"]),
@@ -348,17 +301,6 @@ def report(results: list[dict[str, Summary]]) -> str:
 BEGIN, END = "<!-- BEGIN bench_split (generated) -->", "<!-- END bench_split -->"
 
 
-def write_docs(path: Path, body: str) -> None:
-    """Replace this script's section of ``path``, appended at the end the first time."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        text = text.rstrip("\n") + f"\n\n{BEGIN}\n{END}\n"
-        start, end = text.find(BEGIN), text.find(END)
-    text = text[: start + len(BEGIN)] + "\n" + body.strip() + "\n" + text[end:]
-    path.write_text(text)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100k,1m", help="e.g. 10k,100k,1m")
@@ -407,7 +349,7 @@ def main() -> None:
     }
     (RESULTS / f"split-{stamp}.json").write_text(json.dumps(raw, indent=2) + "\n")
     if args.docs is not None:
-        write_docs(args.docs, body)
+        write_section(args.docs, BEGIN, END, body)
         print(f"wrote {args.docs}", file=sys.stderr)
 
 
