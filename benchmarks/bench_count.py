@@ -46,7 +46,7 @@ from typing import Any
 from gen_data import dataset_path, generate, parse_size, size_label
 from harness import ProcPeak, cpu_jiffies, set_priority, wait_for_quiet, write_section
 
-from batchgrader.prompts import DEFAULT_USER, preset
+from batchgrader.prompting.prompts import DEFAULT_USER, preset
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

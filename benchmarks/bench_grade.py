@@ -62,7 +62,7 @@ import polars as pl
 from gen_data import generate, parse_size, size_label
 from harness import ProcPeak, cpu_jiffies, set_priority, wait_for_quiet, write_section
 
-from batchgrader.prompts import DEFAULT_USER, load_prompt
+from batchgrader.prompting.prompts import DEFAULT_USER, load_prompt
 from batchgrader.settings import ChunkingSettings, RequestSettings, RunSettings
 from tests.fakes.batch_api import ROUTES, FakeBatchAPI
 from tests.fakes.judge import judge_score

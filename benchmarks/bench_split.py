@@ -46,8 +46,8 @@ import polars as pl
 from gen_data import dataset_path, generate, parse_size, size_label
 from harness import ProcPeak, cpu_jiffies, set_priority, wait_for_quiet, write_section
 
-from batchgrader.prompts import DEFAULT_USER, preset
-from batchgrader.tokens import Counter
+from batchgrader.prompting.prompts import DEFAULT_USER, preset
+from batchgrader.prompting.tokens import Counter
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"

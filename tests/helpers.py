@@ -15,8 +15,8 @@ from typing import Any
 
 import polars as pl
 
-from batchgrader.prompts import EXAMPLES, TEXT, Prompt
-from batchgrader.tokens import Counter
+from batchgrader.prompting.prompts import EXAMPLES, TEXT, Prompt
+from batchgrader.prompting.tokens import Counter
 
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
 
@@ -129,7 +129,7 @@ def break_tokenizer(monkeypatch: Any, tmp_path: Path) -> Path:
     """
     import tiktoken.registry
 
-    from batchgrader import tokens
+    from batchgrader.prompting import tokens
 
     empty = tmp_path / "empty-tiktoken-cache"
     empty.mkdir(exist_ok=True)

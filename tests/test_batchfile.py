@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchgrader.batchfile import (
+from batchgrader.prompting.prompts import load_prompt
+from batchgrader.providers.openai.requests import (
     LineBuilder,
     RequestOptions,
     custom_id,
@@ -17,7 +18,6 @@ from batchgrader.batchfile import (
     is_reasoning_model,
     row_of,
 )
-from batchgrader.prompts import load_prompt
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"

@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
+from batchgrader.execution.batch import ChunkEvent
 from batchgrader.render.board import RunBoard
-from batchgrader.runner import ChunkEvent
 
 
 def _event(status: str, done: int = 0, cost: str | None = None, chunk: int = 0) -> ChunkEvent:

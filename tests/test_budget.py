@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from batchgrader import budget
 from batchgrader.errors import BudgetExceeded
-from batchgrader.ledger import ChunkRow, JobRow, Ledger, UsageEvent
-from batchgrader.requestspec import request_spec
+from batchgrader.ledger.store import ChunkRow, JobRow, Ledger, UsageEvent
+from batchgrader.money import budget
+from batchgrader.prompting.spec import request_spec
 from batchgrader.settings import BudgetSettings, Settings
 from tests.test_costs import usage_event
 

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from batchgrader.chunking import (
+from batchgrader.errors import PlanError
+from batchgrader.planning.chunking import (
     MAX_REQUESTS_PER_BATCH,
     Chunk,
     ChunkPlanner,
@@ -18,7 +19,6 @@ from batchgrader.chunking import (
     forced_boundaries,
     plan_chunks,
 )
-from batchgrader.errors import PlanError
 
 
 def assert_partition(chunks: Sequence[Chunk], n: int) -> None:

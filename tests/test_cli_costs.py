@@ -17,9 +17,9 @@ from typer.testing import Result
 
 from batchgrader import paths
 from batchgrader.cli import _run
-from batchgrader.ledger import Ledger
+from batchgrader.ledger.store import Ledger
 from batchgrader.masking import mask
-from batchgrader.pricing import PriceTable
+from batchgrader.money.pricing import PriceTable
 from tests.conftest import FAKE_KEY
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.test_costs import usage_event

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from typer.testing import Result
 
-from batchgrader import tokens
-from batchgrader.prompts import load_prompt
-from batchgrader.tokens import Counter
+from batchgrader.prompting import tokens
+from batchgrader.prompting.prompts import load_prompt
+from batchgrader.prompting.tokens import Counter
 from tests.helpers import FORMATS, break_tokenizer, slow_count, write_prompt, write_table
 
 Bg = Callable[..., Result]

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from typer.testing import Result
 
-from batchgrader.batchfile import LineBuilder, RequestOptions
-from batchgrader.prompts import load_prompt
-from batchgrader.tokens import Counter
+from batchgrader.prompting.prompts import load_prompt
+from batchgrader.prompting.tokens import Counter
+from batchgrader.providers.openai.requests import LineBuilder, RequestOptions
 from tests.helpers import (
     FORMATS,
     chunk_files,

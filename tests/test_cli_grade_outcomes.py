@@ -12,7 +12,7 @@ import pytest
 from openai import OpenAI
 from typer.testing import Result
 
-from batchgrader.jobs import output_path
+from batchgrader.execution.jobs import output_path
 from batchgrader.settings import Settings
 from tests.conftest import FAKE_KEY
 from tests.fakes.batch_api import FakeBatchAPI

@@ -14,7 +14,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import Result
 
-from batchgrader import datafiles
+from batchgrader.data import files as datafiles
 from tests.helpers import FORMATS, write_table
 
 Bg = Callable[..., Result]

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from batchgrader import costs, costs_export
 from batchgrader.errors import OutputExistsError, UsageError
-from batchgrader.ledger import Ledger, UsageEvent
+from batchgrader.ledger.store import Ledger, UsageEvent
+from batchgrader.money import costs
+from batchgrader.money import export as costs_export
 
 NOW = datetime(2026, 11, 15, 12, 0, 0, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batchgrader import datafiles
+from batchgrader.data import files as datafiles
 from batchgrader.errors import InputFileError, UsageError
 from tests.helpers import FORMATS, read_rows, write_table
 

@@ -19,8 +19,8 @@ import polars as pl
 import pytest
 from typer.testing import Result
 
-from batchgrader.ledger import Ledger
-from batchgrader.migrations import MIGRATIONS, migrate
+from batchgrader.ledger.migrations import MIGRATIONS, migrate
+from batchgrader.ledger.store import Ledger
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import judge_score
 from tests.helpers import write_table

@@ -26,8 +26,8 @@ import polars as pl
 import pytest
 from typer.testing import Result
 
-from batchgrader import datafiles
-from batchgrader.openai_batch import BatchClient
+from batchgrader.data import files as datafiles
+from batchgrader.providers.openai.client import BatchClient
 from batchgrader.settings import ApiSettings
 from tests.conftest import FAKE_KEY
 from tests.fakes.batch_api import FakeBatchAPI

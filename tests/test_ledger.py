@@ -7,7 +7,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
-from batchgrader.ledger import JobRow, Ledger, UsageEvent, now_iso
+from batchgrader.ledger.store import JobRow, Ledger, UsageEvent, now_iso
 
 
 def _event(batch_id: str = "batch_1", tokens: int = 100, cost: str = "0.01") -> UsageEvent:

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from typer.testing import Result
 
-from batchgrader import jobs
+from batchgrader.execution import jobs
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import judge_score
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from batchgrader.errors import PricingFileError, UnknownModelError
-from batchgrader.pricing import COLUMNS, PriceTable, Usage, cost
+from batchgrader.money.pricing import COLUMNS, PriceTable, Usage, cost
 
 HEADER = ",".join(COLUMNS)
 

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batchgrader.errors import PromptError
-from batchgrader.prompts import (
+from batchgrader.prompting.prompts import (
     PRESETS,
     Prompt,
     Scale,

@@ -11,16 +11,16 @@ import polars as pl
 import pytest
 from openai import OpenAI
 
-from batchgrader import jobs
 from batchgrader.errors import ProviderError
-from batchgrader.grading import find_or_create_job
-from batchgrader.ledger import JobRow, Ledger
-from batchgrader.openai_batch import BatchClient
+from batchgrader.execution import jobs
+from batchgrader.execution.batch import MAX_TRANSIENT_FAILURES, ChunkEvent, Identity, Runner
+from batchgrader.execution.run import find_or_create_job
+from batchgrader.ledger.store import JobRow, Ledger
 from batchgrader.paths import ledger_db
-from batchgrader.requestspec import request_spec
-from batchgrader.runner import MAX_TRANSIENT_FAILURES, ChunkEvent, Identity, Runner
+from batchgrader.prompting.spec import request_spec
+from batchgrader.prompting.workload import Workload
+from batchgrader.providers.openai.client import BatchClient
 from batchgrader.settings import Settings, load_settings
-from batchgrader.workload import Workload
 from tests.conftest import FAKE_KEY
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.helpers import write_table

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from batchgrader.prompts import Prompt, Scale, load_prompt
-from batchgrader.scoring import parse_answer, parse_result_files
+from batchgrader.prompting.answers import parse_answer, parse_result_files
+from batchgrader.prompting.prompts import Prompt, Scale, load_prompt
 
 PROMPT = load_prompt(None, None)
 SCHEMA_ONLY = replace(

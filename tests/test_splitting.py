@@ -9,9 +9,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from batchgrader import datafiles, splitting
+from batchgrader.data import files as datafiles
 from batchgrader.errors import InputFileError
-from batchgrader.requestspec import RequestSpec, request_spec
+from batchgrader.planning import splitting
+from batchgrader.prompting.spec import RequestSpec, request_spec
 from batchgrader.settings import ChunkingSettings, load_settings
 from tests.helpers import FORMATS, write_table
 

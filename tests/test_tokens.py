@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import tiktoken
 
-from batchgrader import tokens
 from batchgrader.errors import TokenizerUnavailable
-from batchgrader.tokens import Counter, context_window, encoding_name
+from batchgrader.prompting import tokens
+from batchgrader.prompting.tokens import Counter, context_window, encoding_name
 from tests.helpers import break_tokenizer
 
 MESSAGES = [

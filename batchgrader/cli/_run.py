@@ -11,33 +11,34 @@ from urllib.parse import urlparse
 
 import typer
 
-from batchgrader import budget, paths
-from batchgrader.batches import BatchAPI
+from batchgrader import paths
 from batchgrader.cli._context import AppContext
-from batchgrader.costs import today_cost
 from batchgrader.errors import InputFileError, Interrupted
-from batchgrader.grading import (
+from batchgrader.execution.batch import Identity
+from batchgrader.execution.jobs import file_hash
+from batchgrader.execution.resubmit import add_retry_chunks
+from batchgrader.execution.run import (
     GradeOptions,
     RunReport,
     find_or_create_job,
     grade_file,
     spec_of_job,
 )
-from batchgrader.jobs import file_hash
-from batchgrader.ledger import JobRow, Ledger
+from batchgrader.ledger.store import JobRow, Ledger
 from batchgrader.masking import mask
+from batchgrader.money import budget
+from batchgrader.money.costs import today_cost
+from batchgrader.prompting.spec import RequestSpec
+from batchgrader.prompting.workload import Workload
+from batchgrader.providers.base import BatchAPI
 from batchgrader.render.board import RunBoard
-from batchgrader.requestspec import RequestSpec
-from batchgrader.retry import add_retry_chunks
-from batchgrader.runner import Identity
 from batchgrader.settings import Settings
-from batchgrader.workload import Workload
 
 
 def provider_client(settings: Settings) -> BatchAPI:
     # Imported here: the openai SDK takes about a second to import, and only the
     # commands that talk to the provider should pay for it.
-    from batchgrader.openai_batch import BatchClient
+    from batchgrader.providers.openai.client import BatchClient
 
     return BatchClient(settings.api)
 

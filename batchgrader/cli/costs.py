@@ -8,11 +8,12 @@ from typing import Annotated
 
 import typer
 
-from batchgrader import costs as core
-from batchgrader import costs_export, paths
+from batchgrader import paths
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import JsonOption
 from batchgrader.errors import UsageError
+from batchgrader.money import costs as core
+from batchgrader.money import export as costs_export
 from batchgrader.render import tables
 
 _WHEN = (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from batchgrader import datafiles
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import (
     AllowUnpricedOption,
@@ -22,9 +21,10 @@ from batchgrader.cli._options import (
     SchemaOption,
     request_overrides,
 )
-from batchgrader.estimate import count_files
+from batchgrader.data import files as datafiles
+from batchgrader.planning.estimate import count_files
+from batchgrader.prompting.spec import request_spec
 from batchgrader.render import tables
-from batchgrader.requestspec import request_spec
 
 
 def count(

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from batchgrader import datafiles
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import (
     AllowUnpricedOption,
@@ -26,11 +25,12 @@ from batchgrader.cli._options import (
     request_overrides,
 )
 from batchgrader.cli._run import run_grade
+from batchgrader.data import files as datafiles
 from batchgrader.errors import OutputExistsError, RunFailed, UsageError
-from batchgrader.grading import GradeOptions
-from batchgrader.planning import dry_run
+from batchgrader.execution.run import GradeOptions
+from batchgrader.planning.plans import dry_run
+from batchgrader.prompting.spec import request_spec
 from batchgrader.render import tables
-from batchgrader.requestspec import request_spec
 
 
 def grade(

@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
-from batchgrader import jobs as job_files
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import JsonOption, YesOption
 from batchgrader.cli._run import open_ledger, provider_client, resume_job
 from batchgrader.errors import JobNotFound, RunFailed
-from batchgrader.jobreport import job_detail, job_list
-from batchgrader.ledger import JobRow, Ledger
+from batchgrader.execution import jobs as job_files
+from batchgrader.execution.listing import job_detail, job_list
+from batchgrader.ledger.store import JobRow, Ledger
 from batchgrader.render import tables
 
 jobs_app = typer.Typer(no_args_is_help=True, help="List, inspect, resume, retry and cancel jobs.")

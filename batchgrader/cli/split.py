@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from batchgrader import datafiles
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import (
     ColumnOption,
@@ -21,9 +20,10 @@ from batchgrader.cli._options import (
     PromptOption,
     request_overrides,
 )
+from batchgrader.data import files as datafiles
+from batchgrader.planning.splitting import split_files, split_limits
+from batchgrader.prompting.spec import request_spec
 from batchgrader.render import tables
-from batchgrader.requestspec import request_spec
-from batchgrader.splitting import split_files, split_limits
 
 
 def split(

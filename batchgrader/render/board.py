@@ -15,8 +15,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from batchgrader.execution.batch import ChunkEvent
 from batchgrader.render.tables import money
-from batchgrader.runner import ChunkEvent
 
 #: Statuses after which a chunk's clock stops.
 FINAL = frozenset({"completed", "failed", "expired", "cancelled", "halted"})

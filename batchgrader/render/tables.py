@@ -11,13 +11,13 @@ from rich.table import Table
 from rich.text import Text
 
 from batchgrader.config_report import ConfigReport, PathReport
-from batchgrader.costs import CostReport, Usage
-from batchgrader.costs_export import ExportResult
-from batchgrader.estimate import CountReport
-from batchgrader.grading import RunReport
-from batchgrader.jobreport import JobDetail, JobList
-from batchgrader.planning import DryRun
-from batchgrader.splitting import SplitReport
+from batchgrader.execution.listing import JobDetail, JobList
+from batchgrader.execution.run import RunReport
+from batchgrader.money.costs import CostReport, Usage
+from batchgrader.money.export import ExportResult
+from batchgrader.planning.estimate import CountReport
+from batchgrader.planning.plans import DryRun
+from batchgrader.planning.splitting import SplitReport
 
 
 def settings_table(report: ConfigReport) -> Table:

@@ -17,13 +17,13 @@ from typing import IO
 
 from pydantic import BaseModel
 
-from batchgrader.chunking import Chunk, ChunkPlanner, Limits, forced_boundaries
 from batchgrader.errors import PlanError
-from batchgrader.estimate import CostEstimate, estimate_cost, expected_output_tokens
-from batchgrader.requestspec import RequestSpec
+from batchgrader.planning.chunking import Chunk, ChunkPlanner, Limits, forced_boundaries
+from batchgrader.planning.estimate import CostEstimate, estimate_cost, expected_output_tokens
+from batchgrader.prompting.spec import RequestSpec
+from batchgrader.prompting.tokens import context_window
+from batchgrader.prompting.workload import Workload
 from batchgrader.settings import Settings
-from batchgrader.tokens import context_window
-from batchgrader.workload import Workload
 
 
 class ChunkSpec(BaseModel):

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from batchgrader.errors import UsageError
-from batchgrader.ledger import Ledger, UsageEvent
+from batchgrader.ledger.store import Ledger, UsageEvent
 
 GroupBy = Literal["model", "day", "file", "job"]
 GROUP_BY: tuple[GroupBy, ...] = ("model", "day", "file", "job")

@@ -22,9 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from batchgrader import jobs
-from batchgrader.batches import BatchAPI, BatchInfo, is_enqueued_limit, parse_enqueued_limit
-from batchgrader.datafiles import atomic_path
+from batchgrader.data.files import atomic_path
 from batchgrader.errors import (
     EnqueuedTokenLimit,
     FileMissing,
@@ -32,10 +30,12 @@ from batchgrader.errors import (
     QuotaExhausted,
     TransientApiError,
 )
-from batchgrader.ledger import ChunkRow, JobRow, Ledger, UsageEvent
-from batchgrader.pricing import Usage, cost
-from batchgrader.requestspec import RequestSpec
-from batchgrader.scoring import parse_result_files
+from batchgrader.execution import jobs
+from batchgrader.ledger.store import ChunkRow, JobRow, Ledger, UsageEvent
+from batchgrader.money.pricing import Usage, cost
+from batchgrader.prompting.answers import parse_result_files
+from batchgrader.prompting.spec import RequestSpec
+from batchgrader.providers.base import BatchAPI, BatchInfo, is_enqueued_limit, parse_enqueued_limit
 from batchgrader.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from batchgrader.pricing import Usage, cost
-from batchgrader.requestspec import RequestSpec
-from batchgrader.tokens import Counter, context_window
-from batchgrader.workload import RowBatch, Workload
+from batchgrader.money.pricing import Usage, cost
+from batchgrader.prompting.spec import RequestSpec
+from batchgrader.prompting.tokens import Counter, context_window
+from batchgrader.prompting.workload import RowBatch, Workload
 
 #: Tokens assumed per free-text field of the answer (reasoning, comments).
 TOKENS_PER_TEXT_FIELD = 60

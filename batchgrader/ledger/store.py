@@ -18,7 +18,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from batchgrader.migrations import migrate
+from batchgrader.ledger.migrations import migrate
 
 
 def now_iso() -> str:

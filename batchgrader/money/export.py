@@ -13,10 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from batchgrader.costs import CostReport, Usage
-from batchgrader.datafiles import atomic_path
+from batchgrader.data.files import atomic_path
 from batchgrader.errors import OutputExistsError
-from batchgrader.ledger import UsageEvent
+from batchgrader.ledger.store import UsageEvent
+from batchgrader.money.costs import CostReport, Usage
 
 #: Fields of an exported event: the seed's ``token_usage_events.jsonl`` first, then ours.
 EXPORT_FIELDS = (

@@ -18,9 +18,9 @@ from typing import Any
 
 import polars as pl
 
-from batchgrader.batchfile import row_of
-from batchgrader.pricing import Usage
-from batchgrader.prompts import Prompt
+from batchgrader.money.pricing import Usage
+from batchgrader.prompting.prompts import Prompt
+from batchgrader.providers.openai.requests import row_of
 
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?")
 _DENOMINATOR = re.compile(r"(?:/|\bout of|\bof)\s*$", re.IGNORECASE)

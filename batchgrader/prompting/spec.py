@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from batchgrader.batchfile import RequestOptions
-from batchgrader.datafiles import Format
-from batchgrader.pricing import Price, PriceTable
-from batchgrader.prompts import Prompt, load_prompt
+from batchgrader.data.files import Format
+from batchgrader.money.pricing import Price, PriceTable
+from batchgrader.prompting.prompts import Prompt, load_prompt
+from batchgrader.prompting.tokens import Counter
+from batchgrader.providers.openai.requests import RequestOptions
 from batchgrader.settings import Settings
-from batchgrader.tokens import Counter
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ import httpx2
 import openai
 from openai import OpenAI
 
-from batchgrader.batches import BatchError, BatchInfo, is_enqueued_limit, parse_enqueued_limit
 from batchgrader.errors import (
     EnqueuedTokenLimit,
     FileMissing,
@@ -28,6 +27,12 @@ from batchgrader.errors import (
     TransientApiError,
 )
 from batchgrader.masking import mask
+from batchgrader.providers.base import (
+    BatchError,
+    BatchInfo,
+    is_enqueued_limit,
+    parse_enqueued_limit,
+)
 from batchgrader.settings import ApiSettings
 
 log = logging.getLogger(__name__)

@@ -7,10 +7,11 @@ import os
 
 import polars as pl
 
-from batchgrader import batchfile, jobs
-from batchgrader.chunking import ChunkPlanner
-from batchgrader.ledger import ChunkRow, JobRow, Ledger, now_iso
-from batchgrader.planning import limits_for
+from batchgrader.execution import jobs
+from batchgrader.ledger.store import ChunkRow, JobRow, Ledger, now_iso
+from batchgrader.planning.chunking import ChunkPlanner
+from batchgrader.planning.plans import limits_for
+from batchgrader.providers.openai import requests as batchfile
 from batchgrader.settings import Settings
 
 RETRY_PREFIX = "retry-"

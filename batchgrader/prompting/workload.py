@@ -15,13 +15,13 @@ from pathlib import Path
 
 import polars as pl
 
-from batchgrader import batchfile
-from batchgrader.batchfile import LineBuilder, RequestOptions
-from batchgrader.datafiles import Format, InputFile, open_input, require_columns
+from batchgrader.data.files import Format, InputFile, open_input, require_columns
 from batchgrader.errors import InputFileError
-from batchgrader.prompts import Prompt, check_placeholders
-from batchgrader.requestspec import RequestSpec
-from batchgrader.tokens import Counter
+from batchgrader.prompting.prompts import Prompt, check_placeholders
+from batchgrader.prompting.spec import RequestSpec
+from batchgrader.prompting.tokens import Counter
+from batchgrader.providers.openai import requests as batchfile
+from batchgrader.providers.openai.requests import LineBuilder, RequestOptions
 
 log = logging.getLogger(__name__)
 

@@ -12,20 +12,21 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel
 
-from batchgrader import datafiles, jobs
-from batchgrader.batches import BatchAPI
-from batchgrader.batchfile import RequestOptions
-from batchgrader.datafiles import Format
+from batchgrader.data import files as datafiles
+from batchgrader.data.files import Format
 from batchgrader.errors import InputFileError, UsageError
-from batchgrader.ledger import ChunkRow, JobRow, Ledger
-from batchgrader.pricing import PriceTable
-from batchgrader.prompts import Prompt, Scale, Template
-from batchgrader.requestspec import RequestSpec
-from batchgrader.retry import RETRY_PREFIX, add_retry_chunks
-from batchgrader.runner import FINISHED, ChunkEvent, Clock, Identity, Runner
+from batchgrader.execution import jobs
+from batchgrader.execution.batch import FINISHED, ChunkEvent, Clock, Identity, Runner
+from batchgrader.execution.resubmit import RETRY_PREFIX, add_retry_chunks
+from batchgrader.ledger.store import ChunkRow, JobRow, Ledger
+from batchgrader.money.pricing import PriceTable
+from batchgrader.prompting.prompts import Prompt, Scale, Template
+from batchgrader.prompting.spec import RequestSpec
+from batchgrader.prompting.tokens import Counter
+from batchgrader.prompting.workload import Workload
+from batchgrader.providers.base import BatchAPI
+from batchgrader.providers.openai.requests import RequestOptions
 from batchgrader.settings import Settings
-from batchgrader.tokens import Counter
-from batchgrader.workload import Workload
 
 log = logging.getLogger(__name__)
 

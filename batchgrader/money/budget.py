@@ -26,11 +26,11 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
-from batchgrader.costs import as_utc, day_start, month_start, select
 from batchgrader.errors import BudgetExceeded
-from batchgrader.estimate import estimate_cost, expected_output_tokens
-from batchgrader.ledger import ChunkRow, JobRow, Ledger, UsageEvent
-from batchgrader.requestspec import RequestSpec
+from batchgrader.ledger.store import ChunkRow, JobRow, Ledger, UsageEvent
+from batchgrader.money.costs import as_utc, day_start, month_start, select
+from batchgrader.planning.estimate import estimate_cost, expected_output_tokens
+from batchgrader.prompting.spec import RequestSpec
 from batchgrader.settings import BudgetSettings, Settings
 
 #: Chunk states whose spend is not in the ledger yet.

@@ -22,15 +22,16 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel
 
-from batchgrader import batchfile, paths
-from batchgrader.datafiles import FORMATS, Format, atomic_path, format_of, sink_rows
+from batchgrader import paths
+from batchgrader.data.files import FORMATS, Format, atomic_path, format_of, sink_rows
 from batchgrader.errors import OutputExistsError
-from batchgrader.ledger import ChunkRow, JobRow, Ledger, now_iso
-from batchgrader.planning import limits_for, write_plan
-from batchgrader.requestspec import RequestSpec
-from batchgrader.scoring import RESULT_SCHEMA, expand_fields
+from batchgrader.ledger.store import ChunkRow, JobRow, Ledger, now_iso
+from batchgrader.planning.plans import limits_for, write_plan
+from batchgrader.prompting.answers import RESULT_SCHEMA, expand_fields
+from batchgrader.prompting.spec import RequestSpec
+from batchgrader.prompting.workload import Workload
+from batchgrader.providers.openai import requests as batchfile
 from batchgrader.settings import Settings
-from batchgrader.workload import Workload
 
 log = logging.getLogger(__name__)
 

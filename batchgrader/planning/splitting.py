@@ -28,12 +28,12 @@ from typing import IO
 
 from pydantic import BaseModel
 
-from batchgrader.chunking import Chunk, ChunkPlanner, Limits
-from batchgrader.datafiles import APPENDABLE, InputFile, append_rows, atomic_path, sink_rows
+from batchgrader.data.files import APPENDABLE, InputFile, append_rows, atomic_path, sink_rows
 from batchgrader.errors import InputFileError, OutputExistsError, UsageError
-from batchgrader.requestspec import RequestSpec
+from batchgrader.planning.chunking import Chunk, ChunkPlanner, Limits
+from batchgrader.prompting.spec import RequestSpec
+from batchgrader.prompting.workload import Workload
 from batchgrader.settings import ChunkingSettings
-from batchgrader.workload import Workload
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
-from batchgrader.ledger import JobRow, Ledger
+from batchgrader.ledger.store import JobRow, Ledger
 
 
 class JobLine(BaseModel):

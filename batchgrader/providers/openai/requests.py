@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from batchgrader.prompts import Prompt
+from batchgrader.prompting.prompts import Prompt
 
 _SLOT_ID = "\x1fBG_ID\x1f"
 _SLOT_SYSTEM = "\x1fBG_SYSTEM\x1f"

@@ -1,0 +1,1 @@
+"""The local ledger: SQLite schema, migrations, queries."""

@@ -1,0 +1,1 @@
+"""Planning: chunk plans, estimates, dry runs and splits."""
