@@ -95,6 +95,24 @@ class MissingApiKey(BatchgraderError):
     code = "api_key"
 
 
+class LedgerError(BatchgraderError):
+    """The ledger or state folder cannot be used (not a database, read-only, full)."""
+
+    code = "ledger"
+
+
+class ServerUnreachable(BatchgraderError):
+    """The first call of a run found nothing listening at the base URL."""
+
+    code = "unreachable"
+
+
+class JobBusy(BatchgraderError):
+    """Another process is running the same job (and ``--no-wait`` was given)."""
+
+    code = "job_busy"
+
+
 # --- the provider or the run failed (exit 1) ------------------------------------------
 
 
@@ -109,6 +127,20 @@ class TransientApiError(ProviderError):
     """A call failed in a way that may succeed later (network, 429, 5xx)."""
 
     code = "transient"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        refused: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        #: The connection was refused (nothing listens there).
+        self.refused = refused
+        #: Seconds the server asked to wait before the next try.
+        self.retry_after = retry_after
 
 
 class EnqueuedTokenLimit(ProviderError):
@@ -131,6 +163,12 @@ class QuotaExhausted(ProviderError):
     """The account has no quota or credits left; retrying cannot help."""
 
     code = "insufficient_quota"
+
+
+class AmbiguousBatch(ProviderError):
+    """After a lost create answer, several batches could be the chunk's: a person decides."""
+
+    code = "ambiguous_batch"
 
 
 class RunFailed(BatchgraderError):

@@ -26,8 +26,17 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -41,7 +50,35 @@ from batchgrader import paths
 from batchgrader.errors import ConfigError
 
 Endpoint = Literal["/v1/chat/completions", "/v1/responses"]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+ServiceTier = Literal["auto", "default", "flex", "priority"]
 ENV_PREFIX = "BATCHGRADER_"
+
+
+def _check_key(value: SecretStr | None, where: str) -> SecretStr | None:
+    """An API key as HTTP headers can carry it: stripped, printable ASCII."""
+    if value is None:
+        return None
+    key = value.get_secret_value().strip()
+    if not key:
+        return None
+    if not key.isascii() or not key.isprintable() or any(c.isspace() for c in key):
+        raise ValueError(
+            f"the API key ({where}) holds a space, a control or a non-ASCII character; "
+            "copy it again without extra characters"
+        )
+    return SecretStr(key)
+
+
+def _check_url(value: str | None) -> str | None:
+    """A base URL must be an http(s) URL with a host."""
+    if value is None or not value.strip():
+        return None
+    url = value.strip()
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ValueError(f"{url!r} is not an http(s) URL (such as https://api.openai.com/v1)")
+    return url
 
 
 class _Section(BaseModel):
@@ -55,15 +92,34 @@ class ApiSettings(_Section):
     base_url: str | None = Field(None, description="API base URL (OPENAI_BASE_URL).")
     organization: str | None = Field(None, description="OpenAI organization id.")
     project: str | None = Field(None, description="OpenAI project id.")
-    timeout_seconds: float = Field(120.0, gt=0, description="Timeout of one HTTP call.")
-    max_retries: int = Field(4, ge=0, description="Retries of a failed API call.")
+    timeout_seconds: float = Field(
+        120.0, gt=0, allow_inf_nan=False, description="Timeout of one HTTP call."
+    )
+    max_retries: int = Field(
+        6, ge=0, le=100, description="Retries of a transient API failure (network, 429, 5xx)."
+    )
+    retry_max_wait_seconds: float = Field(
+        60.0, gt=0, allow_inf_nan=False, description="Longest wait between two retries."
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _clean_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_key(value, "OPENAI_API_KEY / api.key")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return _check_url(value)
 
 
 class RequestSettings(_Section):
     """What each request asks the judge."""
 
     model: str = Field("gpt-4.1-mini", min_length=1, description="Judge model.")
-    endpoint: Endpoint = Field("/v1/chat/completions", description="Batch API endpoint.")
+    endpoint: Endpoint | None = Field(
+        None, description="OpenAI endpoint (default: chat, or responses for responses-only models)."
+    )
     response_field: str = Field(
         "response", min_length=1, description="Input column holding the graded text."
     )
@@ -73,8 +129,17 @@ class RequestSettings(_Section):
     examples_file: Path | None = Field(
         None, description="File whose content fills {dynamic_examples}."
     )
-    max_tokens_per_response: int = Field(
-        512, gt=0, description="max_completion_tokens of each request."
+    max_tokens_per_response: int | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description="Max output tokens of each request (default: 512, more for reasoning models).",
+    )
+    reasoning_effort: ReasoningEffort | None = Field(
+        "low", description="Reasoning effort of reasoning models (unset: the model's default)."
+    )
+    service_tier: ServiceTier | None = Field(
+        None, description="OpenAI service tier (flex: Batch rates, synchronous answers)."
     )
     temperature: float | None = Field(
         None, ge=0, le=2, description="Sampling temperature (unset: model default)."
@@ -103,7 +168,7 @@ class PathSettings(_Section):
 class ChunkingSettings(_Section):
     """How inputs are cut into batches."""
 
-    split_token_limit: int = Field(500_000, gt=0, description="Input tokens per batch.")
+    split_token_limit: int = Field(500_000, gt=0, le=10**12, description="Input tokens per batch.")
     split_row_limit: int | None = Field(None, gt=0, description="Rows per batch.")
     force_chunk_count: int = Field(0, ge=0, description="Cut into N equal batches.")
 
@@ -113,12 +178,23 @@ class RunSettings(_Section):
 
     max_simultaneous_batches: int = Field(2, gt=0, description="Batches in flight.")
     halt_on_chunk_failure: bool = Field(True, description="Stop a file after a failure.")
-    max_enqueued_tokens: dict[str, int] = Field(
+    max_enqueued_tokens: dict[str, PositiveInt] = Field(
         default_factory=dict, description="Enqueued-token cap per model."
     )
-    poll_interval_seconds: float = Field(10.0, gt=0, description="First poll delay.")
+    poll_interval_seconds: float = Field(
+        10.0, gt=0, le=86_400, allow_inf_nan=False, description="First poll delay."
+    )
     poll_max_interval_seconds: float = Field(
-        120.0, gt=0, description="Longest poll delay (backoff bound)."
+        120.0, gt=0, le=86_400, allow_inf_nan=False, description="Longest poll delay."
+    )
+    max_batch_wait_seconds: float = Field(
+        93_600,
+        gt=0,
+        allow_inf_nan=False,
+        description="Cancel a batch not finished this long after its creation.",
+    )
+    delete_remote_files: bool = Field(
+        True, description="Delete a batch's files at the provider once its results are stored."
     )
     max_retries_per_row: int = Field(
         1, ge=0, description="Automatic resubmissions of rows an expired batch did not run."

@@ -66,5 +66,6 @@ def fake_api(_fake_server: FakeBatchAPI, monkeypatch: pytest.MonkeyPatch) -> Fak
     monkeypatch.setenv("OPENAI_BASE_URL", _fake_server.base_url)
     monkeypatch.setenv("BATCHGRADER_RUN__POLL_INTERVAL_SECONDS", "0.001")
     monkeypatch.setenv("BATCHGRADER_RUN__POLL_MAX_INTERVAL_SECONDS", "0.005")
-    monkeypatch.setenv("BATCHGRADER_API__MAX_RETRIES", "2")
+    monkeypatch.setenv("BATCHGRADER_API__MAX_RETRIES", "3")
+    monkeypatch.setenv("BATCHGRADER_API__RETRY_MAX_WAIT_SECONDS", "0.01")
     return _fake_server

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from batchgrader.errors import BudgetExceeded
+from batchgrader.ledger.records import ChunkStatus, JobStatus
 from batchgrader.ledger.store import ChunkRow, JobRow, Ledger, UsageEvent
 from batchgrader.money import budget
-from batchgrader.prompting.spec import request_spec
+from batchgrader.planning.spec import request_spec
 from batchgrader.settings import BudgetSettings, Settings
 from tests.test_costs import usage_event
 
@@ -155,23 +156,23 @@ def _chunk(job_id: str, idx: int, status: str, requests: int, tokens: int) -> Ch
     return ChunkRow(
         job_id=job_id, idx=idx, first_row=idx * 10, last_row=idx * 10 + requests - 1,
         requests=requests, tokens=tokens, bytes=100, request_file=f"chunk-{idx}.jsonl",
-        status=status, input_file_id=None, batch_id=None, attempt=0, intent_at=None,
+        status=ChunkStatus(status), prepared_ref=None, batch_id=None, attempt=0, intent_at=None,
         error=None, result_file=None, updated_at="2026-11-15T00:00:00+00:00",
     )  # fmt: skip
 
 
 def test_only_chunks_not_yet_submitted_are_new_work(tmp_path: Path) -> None:
-    """pending, uploaded and creating count; submitted, done, failed, halted do not."""
+    """pending, prepared and creating count; submitted, done, failed, halted do not."""
     ledger = Ledger.open(tmp_path / "ledger.sqlite3")
     job = JobRow(
         id="j1", fingerprint="f", input_path="/x.csv", input_hash="h", model="gpt-4.1-mini",
         endpoint="/v1/chat/completions", request_settings="{}", output_path=None,
-        status="running", rows=70, created_at="t", updated_at="t",
+        status=JobStatus.RUNNING, rows=70, created_at="t", updated_at="t",
     )  # fmt: skip
-    statuses = ["pending", "uploaded", "creating", "submitted", "done", "failed", "halted"]
+    statuses = ["pending", "prepared", "creating", "submitted", "done", "failed", "halted"]
     ledger.add_job(job, [_chunk("j1", i, s, 10, 100 * (i + 1)) for i, s in enumerate(statuses)])
     new = budget.new_chunks(ledger, [job])
-    assert [c.status for c in new] == ["pending", "uploaded", "creating"]
+    assert [c.status for c in new] == ["pending", "prepared", "creating"]
 
     spec = request_spec(Settings())
     estimate = budget.estimate_run(new, spec, expected_per_request=20)

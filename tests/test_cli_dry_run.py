@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from typer.testing import Result
 
+from batchgrader.prompting.options import RequestOptions
 from batchgrader.prompting.prompts import load_prompt
 from batchgrader.prompting.tokens import Counter
-from batchgrader.providers.openai.requests import LineBuilder, RequestOptions
+from batchgrader.providers.openai.requests import OpenAICodec
 from tests.helpers import (
     FORMATS,
     chunk_files,
@@ -105,7 +106,7 @@ def expected_lines(
     options = RequestOptions(
         model="gpt-4.1-mini", endpoint=endpoint, max_tokens=512, temperature=None
     )
-    builder = LineBuilder(options, prompt)
+    builder = OpenAICodec(options, prompt)
     objects = []
     for index, row in enumerate(read_rows(path)):
         if is_blank(row[column]):
@@ -130,7 +131,7 @@ class TestRequestFiles:
     def test_lines_match_the_slow_way(
         self, bg: Bg, isolated_env: Path, fmt: str, endpoint: str
     ) -> None:
-        """Every line is valid and equals the object built from LineBuilder.body()."""
+        """Every line is valid and equals the object built from the codec's body()."""
         path = write_table(isolated_env / f"answers.{fmt}", ROWS)
         report = dry_run_json(bg, path, "--endpoint", endpoint)
         (plan,) = report["plans"]
@@ -187,7 +188,9 @@ class TestRequestFiles:
         folder = Path(dry_run_json(bg, path, "--model", "o4-mini")["plans"][0]["folder"])
         bodies = [json.loads(line)["body"] for line in read_request_lines(folder)]
         assert all("temperature" not in b for b in bodies)
-        assert {b["max_completion_tokens"] for b in bodies} == {512}
+        # A reasoning model gets room for its reasoning (default effort low: 4,096).
+        assert {b["max_completion_tokens"] for b in bodies} == {4096}
+        assert {b["reasoning_effort"] for b in bodies} == {"low"}
 
     def test_schema_file(self, bg: Bg, isolated_env: Path) -> None:
         """``--schema FILE`` is the strict answer format of every request."""

@@ -68,7 +68,7 @@ FAULTS: list[tuple[str, str, int, dict[str, Any]]] = [
     ("create", "cannot_find_file", 1, {}),
     ("list", "503", 2, {"retry_after_ms": 10}),
     ("retrieve", "429", 2, {"retry_after_ms": 10}),
-    ("retrieve", "429", 3, {}),  # more than the SDK retries: the runner's own backoff
+    ("retrieve", "429", 3, {}),  # as many as api.max_retries allows
     ("retrieve", "malformed_json", 1, {}),
     ("file_content", "500", 2, {}),
     ("file_content", "503", 1, {"retry_after_ms": 10}),
@@ -98,6 +98,23 @@ def test_transient_faults_recover_without_duplicates(
     if kind != "malformed_json":  # that one is a 200 with a broken body
         faulted = [c for c in fake_api.calls if c.route == route and c.status != 200]
         assert len(faulted) == times
+
+
+def test_no_retries_means_one_attempt(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """api.max_retries = 0: one failed call stops the run, saying so; nothing is lost."""
+    monkeypatch.setenv("BATCHGRADER_API__MAX_RETRIES", "0")
+    src, texts = _setup(isolated_env)
+    fake_api.inject_fault("retrieve", "503", times=1)
+    result = bg("grade", src)
+    assert result.exit_code == 1, result.output
+    assert "Giving up after 1 attempt:" in result.stderr
+    assert "of 8" not in result.stderr
+    monkeypatch.setenv("BATCHGRADER_API__MAX_RETRIES", "2")
+    assert bg("grade", src).exit_code == 0
+    _assert_graded(isolated_env, texts)
+    assert fake_api.batches_created == 2
 
 
 def test_hung_poll_times_out_and_is_retried(
@@ -233,7 +250,7 @@ def test_output_file_gone_fails_clearly(
     fake_api.file_content_gone.add(batch["output_file_id"])
     result = bg("grade", src)
     assert result.exit_code == 1, result.output
-    assert batch["output_file_id"] in result.output
+    assert batch["id"] in result.output
     assert "no longer available" in result.output
     assert "Traceback" not in result.output
     assert fake_api.request_count("file_content") <= 3

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+import pytest
 from typer.testing import Result
 
 from tests.fakes.batch_api import FakeBatchAPI
@@ -52,9 +53,11 @@ def test_detach_then_resume(bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Pa
 
 
 def test_retry_failed_sends_only_failed_rows(
-    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After per-request failures, --retry-failed resends only those rows and merges them."""
+    """After per-request failures, --retry-failed resends only those rows and updates the
+    job's own graded file in place."""
+    monkeypatch.setenv("BATCHGRADER_RUN__DELETE_REMOTE_FILES", "false")  # to read them here
     texts = _texts(8)
     src = _csv(isolated_env / "d.csv", texts)
     fake_api.fail_requests["row-000002"] = (500, "server_error", "boom")
@@ -64,16 +67,18 @@ def test_retry_failed_sends_only_failed_rows(
     out = pl.read_csv(isolated_env / "output" / "d.graded.csv")
     assert out["llm_error"].to_list()[2].startswith("server_error")
     fake_api.fail_requests.clear()
-    retried = bg("grade", src, "--retry-failed", "--overwrite")
+    retried = bg("grade", src, "--retry-failed")
     assert retried.exit_code == 0, retried.output
     assert fake_api.batches_created == 2
     second_input = list(fake_api.batches.values())[-1]["input_file_id"]
     lines = fake_api.files[second_input][1].decode().splitlines()
     assert sorted(json.loads(line)["custom_id"] for line in lines) == ["row-000002", "row-000005"]
-    final = sorted((isolated_env / "output").glob("d.graded*.csv"))[-1]
+    (final,) = (isolated_env / "output").glob("d.graded*.csv")
+    assert final.name == "d.graded.csv"
     out = pl.read_csv(final)
     assert out["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
     assert out["llm_error"].null_count() == 8
+    assert not list((isolated_env / "output").glob("*.errors.log"))
 
 
 def test_jobs_list_empty(bg: Invoke) -> None:

@@ -14,7 +14,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import Result
 
-from batchgrader.data import files as datafiles
+from batchgrader.data import reading
 from tests.helpers import FORMATS, write_table
 
 Bg = Callable[..., Result]
@@ -102,7 +102,7 @@ def write_input(folder: Path, fmt: str, name: str = "answers") -> Path:
 
 def read_all(path: Path) -> pl.DataFrame:
     """A file as batchgrader reads it."""
-    return datafiles.open_input(path).scan().collect()
+    return reading.open_input(path).scan().collect()
 
 
 def ok(result: Result) -> Result:
@@ -138,7 +138,7 @@ class TestRoundTrip:
         assert [p["rows"] for p in f["parts"]] == [5, 5, 5, 5, 4]
         parts = [Path(p["file"]) for p in f["parts"]]
         assert [p.name for p in parts] == [f"answers_part{n}.{fmt}" for n in range(1, 6)]
-        assert all(datafiles.open_input(p).format == fmt for p in parts)
+        assert all(reading.open_input(p).format == fmt for p in parts)
         assert_frame_equal(pl.concat([read_all(p) for p in parts]), read_all(path))
 
     @pytest.mark.parametrize("fmt", FORMATS)

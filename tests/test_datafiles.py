@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from batchgrader.data import files as datafiles
+from batchgrader.data import formats, reading
 from batchgrader.errors import InputFileError, UsageError
 from tests.helpers import FORMATS, read_rows, write_table
 
@@ -18,7 +18,7 @@ ROWS = [
 ]
 
 
-def all_values(source: datafiles.InputFile) -> list[dict[str, object]]:
+def all_values(source: reading.InputFile) -> list[dict[str, object]]:
     """Every row of an opened input, read through its batches."""
     frames = list(source.iter_batches(list(source.columns), batch_rows=2))
     return [row for frame in frames for row in frame.to_dicts()]
@@ -31,7 +31,7 @@ class TestFormats:
     def test_reads_each_format(self, tmp_path: Path, fmt: str) -> None:
         """Each format is opened with its columns, row count and exact text values."""
         path = write_table(tmp_path / f"in.{fmt}", ROWS)
-        source = datafiles.open_input(path)
+        source = reading.open_input(path)
         assert source.format == fmt
         assert source.columns == ("id", "response", "topic")
         assert source.rows == 3
@@ -40,13 +40,13 @@ class TestFormats:
     def test_ndjson_extension_is_jsonl(self, tmp_path: Path) -> None:
         """A .ndjson file is read as JSONL."""
         path = write_table(tmp_path / "in.ndjson", ROWS, "jsonl")
-        assert datafiles.open_input(path).format == "jsonl"
+        assert reading.open_input(path).format == "jsonl"
 
     @pytest.mark.parametrize("fmt", FORMATS)
     def test_format_override_ignores_the_extension(self, tmp_path: Path, fmt: str) -> None:
         """``--format`` reads a file whose extension says nothing (or something else)."""
         path = write_table(tmp_path / "data.txt", ROWS, fmt)
-        source = datafiles.open_input(path, datafiles.parse_format(fmt))
+        source = reading.open_input(path, formats.parse_format(fmt))
         assert source.format == fmt
         assert all_values(source) == ROWS
 
@@ -54,14 +54,14 @@ class TestFormats:
         """CSV cells that look like numbers or nulls come back exactly as written."""
         path = tmp_path / "in.csv"
         path.write_text('response,n\n007,NA\n"",1e3\n', encoding="utf-8")
-        source = datafiles.open_input(path)
+        source = reading.open_input(path)
         assert all_values(source) == [{"response": "007", "n": "NA"}, {"response": "", "n": "1e3"}]
 
     def test_bom_and_crlf_are_accepted(self, tmp_path: Path) -> None:
         """A UTF-8 BOM and Windows line ends do not change column names or values."""
         path = tmp_path / "in.csv"
         path.write_bytes(b"\xef\xbb\xbfresponse,q\r\na,b\r\nc,d\r\n")
-        source = datafiles.open_input(path)
+        source = reading.open_input(path)
         assert source.columns == ("response", "q")
         assert all_values(source) == [{"response": "a", "q": "b"}, {"response": "c", "q": "d"}]
 
@@ -70,12 +70,12 @@ class TestFormats:
         path = tmp_path / "notes.txt"
         path.write_text("response\nx\n", encoding="utf-8")
         with pytest.raises(UsageError, match=r"notes\.txt: unsupported file type '\.txt'"):
-            datafiles.open_input(path)
+            reading.open_input(path)
 
     def test_unknown_format_name_is_usage_error(self) -> None:
         """An unknown ``--format`` value lists the known ones."""
         with pytest.raises(UsageError, match="Unknown format 'xml'") as info:
-            datafiles.parse_format("xml")
+            formats.parse_format("xml")
         assert info.value.hint is not None and "parquet" in info.value.hint
 
 
@@ -89,7 +89,7 @@ class TestDiscover:
             write_table(folder / name, ROWS)
         (folder / "readme.txt").write_text("not data", encoding="utf-8")
         (folder / "sub").mkdir()
-        found = datafiles.discover([folder], tmp_path / "unused")
+        found = reading.discover([folder], tmp_path / "unused")
         assert [p.name for p in found] == ["a.csv", "b.jsonl", "c.parquet"]
 
     def test_files_and_folders_keep_argument_order(self, tmp_path: Path) -> None:
@@ -97,19 +97,19 @@ class TestDiscover:
         single = write_table(tmp_path / "z.csv", ROWS)
         folder = tmp_path / "in"
         write_table(folder / "a.csv", ROWS)
-        found = datafiles.discover([single, folder], tmp_path / "unused")
+        found = reading.discover([single, folder], tmp_path / "unused")
         assert found == [single, folder / "a.csv"]
 
     def test_no_argument_uses_input_dir(self, tmp_path: Path) -> None:
         """With no FILE the configured input folder is read."""
         input_dir = tmp_path / "input"
         write_table(input_dir / "x.tsv", ROWS)
-        assert datafiles.discover([], input_dir) == [input_dir / "x.tsv"]
+        assert reading.discover([], input_dir) == [input_dir / "x.tsv"]
 
     def test_missing_input_dir_is_usage_error(self, tmp_path: Path) -> None:
         """No FILE and no input folder is a usage error naming the folder."""
         with pytest.raises(UsageError, match=r"input folder .*missing-dir.* does not exist"):
-            datafiles.discover([], tmp_path / "missing-dir")
+            reading.discover([], tmp_path / "missing-dir")
 
     def test_folder_without_supported_file_is_usage_error(self, tmp_path: Path) -> None:
         """A folder holding no supported file is an error naming the folder."""
@@ -117,19 +117,19 @@ class TestDiscover:
         folder.mkdir()
         (folder / "notes.txt").write_text("x", encoding="utf-8")
         with pytest.raises(UsageError, match="docs: the folder holds no supported file"):
-            datafiles.discover([folder], tmp_path / "unused")
+            reading.discover([folder], tmp_path / "unused")
 
     def test_missing_file_is_input_error(self, tmp_path: Path) -> None:
         """A FILE that does not exist is named."""
         with pytest.raises(InputFileError, match=r"nope\.csv: no such file or folder"):
-            datafiles.discover([tmp_path / "nope.csv"], tmp_path / "unused")
+            reading.discover([tmp_path / "nope.csv"], tmp_path / "unused")
 
     def test_unsupported_file_argument_is_usage_error(self, tmp_path: Path) -> None:
         """A FILE with an unsupported extension is rejected before anything is read."""
         path = tmp_path / "notes.docx"
         path.write_bytes(b"PK")
         with pytest.raises(UsageError, match="unsupported file type"):
-            datafiles.discover([path], tmp_path / "unused")
+            reading.discover([path], tmp_path / "unused")
 
 
 # (file name, content, expected message fragment); every one must name the file.
@@ -170,7 +170,7 @@ class TestValidation:
         path = tmp_path / name
         path.write_bytes(content)
         with pytest.raises(InputFileError) as info:
-            all_values(datafiles.open_input(path))
+            all_values(reading.open_input(path))
         assert info.value.message.startswith(f"{path}: "), info.value.message
         assert message in info.value.message
         assert "\n" not in info.value.message
@@ -181,13 +181,13 @@ class TestValidation:
         empty = pl.DataFrame({"response": []}, schema={"response": pl.String})
         path = write_table(tmp_path / f"in.{fmt}", empty)
         with pytest.raises(InputFileError, match=f"{path}: the file has no rows"):
-            datafiles.open_input(path)
+            reading.open_input(path)
 
     def test_blank_lines_are_empty_rows(self, tmp_path: Path) -> None:
         """A blank CSV line reads as a row of empty fields, like polars reads it."""
         path = tmp_path / "in.csv"
         path.write_bytes(b"response,q\na,b\n\nd,e\n")
-        source = datafiles.open_input(path)
+        source = reading.open_input(path)
         assert source.rows == 3
         assert all_values(source)[1] == {"response": "", "q": ""}
 
@@ -195,7 +195,7 @@ class TestValidation:
         """Quoted commas, doubled quotes and newlines count as one row each."""
         path = tmp_path / "in.csv"
         path.write_bytes(b'response,q\n"a, ""b""",1\n"multi\nline\n",2\n')
-        source = datafiles.open_input(path)
+        source = reading.open_input(path)
         assert source.rows == 2
         assert [r["response"] for r in all_values(source)] == ['a, "b"', "multi\nline\n"]
 
@@ -203,18 +203,18 @@ class TestValidation:
         """A field beyond the csv module's default 128 KiB limit is still valid."""
         essay = "word " * 60_000
         path = write_table(tmp_path / "in.csv", [{"response": essay}, {"response": "x"}])
-        source = datafiles.open_input(path)
+        source = reading.open_input(path)
         assert source.rows == 2
 
     def test_missing_column_lists_existing_columns(self, tmp_path: Path) -> None:
         """A missing column is named and the file's columns are listed in the hint."""
-        source = datafiles.open_input(write_table(tmp_path / "in.csv", ROWS))
+        source = reading.open_input(write_table(tmp_path / "in.csv", ROWS))
         with pytest.raises(InputFileError, match="no column 'answer'") as info:
-            datafiles.require_columns(source, ["answer"], "the graded column, --column")
+            reading.require_columns(source, ["answer"], "the graded column, --column")
         assert info.value.hint == "Columns in the file: id, response, topic."
 
     def test_matches_plain_reader(self, tmp_path: Path) -> None:
         """The polars read equals the stdlib read used by the slow-way tests."""
         for fmt in FORMATS:
             path = write_table(tmp_path / f"in.{fmt}", ROWS)
-            assert read_rows(path) == all_values(datafiles.open_input(path)), fmt
+            assert read_rows(path) == all_values(reading.open_input(path)), fmt

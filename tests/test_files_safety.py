@@ -26,8 +26,9 @@ import polars as pl
 import pytest
 from typer.testing import Result
 
-from batchgrader.data import files as datafiles
-from batchgrader.providers.openai.client import BatchClient
+from batchgrader.data import atomic
+from batchgrader.providers.base import BatchInfo, BatchState
+from batchgrader.providers.openai.client import OpenAIBatches
 from batchgrader.settings import ApiSettings
 from tests.conftest import FAKE_KEY
 from tests.fakes.batch_api import FakeBatchAPI
@@ -103,14 +104,18 @@ class TestPermissions:
         self, fake_api: FakeBatchAPI, tmp_path: Path, umask_022: None
     ) -> None:
         """A file downloaded from the provider is 0600 from its first byte."""
-        client = BatchClient(ApiSettings(key=FAKE_KEY, base_url=fake_api.base_url))  # type: ignore[arg-type]
+        client = OpenAIBatches(ApiSettings(key=FAKE_KEY, base_url=fake_api.base_url))  # type: ignore[arg-type]
         source = tmp_path / "requests.jsonl"
         source.write_text('{"custom_id": "row-0"}\n', encoding="utf-8")
-        file_id = client.upload(source)
-        client.download(file_id, tmp_path / "copy.jsonl")
+        file_id = client.prepare(source)
+        assert file_id is not None
+        info = BatchInfo(
+            "batch_x", "completed", BatchState.COMPLETED, 0, 1, 1, 0, results=(file_id,)
+        )
+        (copy,) = client.download(info, tmp_path, "copy")
         client.close()
-        assert (tmp_path / "copy.jsonl").read_bytes() == source.read_bytes()
-        assert mode(tmp_path / "copy.jsonl") == 0o600
+        assert copy.read_bytes() == source.read_bytes()
+        assert mode(copy) == 0o600
 
     def test_outputs_are_ordinary_files(
         self, bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, umask_022: None
@@ -143,7 +148,7 @@ class TestAtomicOutput:
         target.write_text("old,content\n", encoding="utf-8")
 
         def write_half() -> None:
-            with datafiles.atomic_path(target) as tmp:
+            with atomic.atomic_path(target) as tmp:
                 tmp.write_text("new,half", encoding="utf-8")
                 raise OSError("disk full")
 
@@ -157,7 +162,7 @@ class TestAtomicOutput:
         target = tmp_path / "atomic" / "out.csv"
         target.parent.mkdir()
         target.write_text("old\n", encoding="utf-8")
-        with datafiles.atomic_path(target) as tmp:
+        with atomic.atomic_path(target) as tmp:
             tmp.write_text("new\n", encoding="utf-8")
             assert target.read_text(encoding="utf-8") == "old\n"
         assert target.read_text(encoding="utf-8") == "new\n"
@@ -171,7 +176,7 @@ class TestAtomicOutput:
         folder = tmp_path / "atomic"
         folder.mkdir()
         target = folder / "out.csv"
-        old = time.time() - 2 * datafiles.STALE_AFTER_SECONDS
+        old = time.time() - 2 * atomic.STALE_AFTER_SECONDS
         dead, live, fresh, other = (
             folder / f".{name}.tmp"
             for name in ("out.csv.dead0001", "out.csv.live0002", "out.csv.new00003", "o.csv.x")
@@ -182,7 +187,7 @@ class TestAtomicOutput:
             os.utime(aged, (old, old))
         with live.open("rb") as held:  # another writer, still running
             fcntl.flock(held, fcntl.LOCK_EX)
-            with datafiles.atomic_path(target) as tmp:
+            with atomic.atomic_path(target) as tmp:
                 tmp.write_text("new\n", encoding="utf-8")
         assert target.read_text(encoding="utf-8") == "new\n"
         assert sorted(p.name for p in folder.iterdir()) == sorted(
@@ -259,7 +264,7 @@ class TestAtomicOutput:
         if target.exists():  # the write won the race with the signal: it must be whole
             assert pl.read_csv(target).height == n, "a partial graded file under the final name"
         batches = fake_api.batches_created
-        old = time.time() - 2 * datafiles.STALE_AFTER_SECONDS
+        old = time.time() - 2 * atomic.STALE_AFTER_SECONDS
         for leftover in (isolated_env / "output").glob(".*.tmp"):  # as if killed long ago
             os.utime(leftover, (old, old))
         rerun = subprocess.run(
@@ -294,9 +299,15 @@ HOSTILE = [
 
 
 def test_input_values_never_become_paths(
-    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, home: Path, tmp_path: Path
+    bg: Invoke,
+    fake_api: FakeBatchAPI,
+    isolated_env: Path,
+    home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Ids, texts and column names like ../../x are data: requests are row-N, files stay put."""
+    monkeypatch.setenv("BATCHGRADER_RUN__DELETE_REMOTE_FILES", "false")  # to read them here
     base = tmp_path.parent
     siblings = set(base.iterdir())
     df = pl.DataFrame(

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from typer.testing import Result
 
-from batchgrader.execution import jobs
+from batchgrader.execution import merge
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import judge_score
 
@@ -39,7 +39,7 @@ def test_windows_keep_input_order_and_the_latest_result(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Chunks and retried rows that straddle several windows merge back row for row."""
-    monkeypatch.setattr(jobs, "WINDOW_ROWS", 4)
+    monkeypatch.setattr(merge, "WINDOW_ROWS", 4)
     monkeypatch.setenv("BATCHGRADER_CHUNKING__SPLIT_ROW_LIMIT", "5")
     blank = {3, 4, 11, 22}
     texts = _texts(23, blank)

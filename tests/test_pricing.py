@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from batchgrader.errors import PricingFileError, UnknownModelError
-from batchgrader.money.pricing import COLUMNS, PriceTable, Usage, cost
+from batchgrader.money.pricing import COLUMNS, PriceTable, Tier, Usage, cost
 
 HEADER = ",".join(COLUMNS)
 
@@ -56,7 +56,7 @@ class TestCost:
         # batch: 600k * 1 + 400k * 0.5 + 500k * 4 = 0.6 + 0.2 + 2.0
         assert cost(table.resolve("m"), usage) == Decimal("2.8")
         # standard: 600k * 2 + 400k * 1 + 500k * 8 = 1.2 + 0.4 + 4.0
-        assert cost(table.resolve("m"), usage, batch=False) == Decimal("5.6")
+        assert cost(table.resolve("m"), usage, tier=Tier.STANDARD) == Decimal("5.6")
 
     def test_money_is_exact(self, tmp_path: Path) -> None:
         """Costs are Decimal with no float rounding."""

@@ -22,7 +22,7 @@ class TestDefaults:
         """With no file, env or flag, every default from the issue is in force."""
         s = load_settings().settings
         assert s.request.model == "gpt-4.1-mini"
-        assert s.request.endpoint == "/v1/chat/completions"
+        assert s.request.endpoint is None  # chat, or responses for responses-only models
         assert s.request.response_field == "response"
         assert s.paths.input_dir == Path("input")
         assert s.paths.output_dir == Path("output")

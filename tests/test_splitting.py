@@ -9,10 +9,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from batchgrader.data import files as datafiles
+from batchgrader.data import reading, writing
 from batchgrader.errors import InputFileError
 from batchgrader.planning import splitting
-from batchgrader.prompting.spec import RequestSpec, request_spec
+from batchgrader.planning.spec import RequestSpec, request_spec
 from batchgrader.settings import ChunkingSettings, load_settings
 from tests.helpers import FORMATS, write_table
 
@@ -27,7 +27,7 @@ def spec() -> RequestSpec:
 
 def read_all(path: Path) -> pl.DataFrame:
     """A file as batchgrader reads it."""
-    return datafiles.open_input(path).scan().collect()
+    return reading.open_input(path).scan().collect()
 
 
 def tree(folder: Path) -> list[str]:
@@ -116,7 +116,7 @@ class TestAllOrNothing:
         first = write_table(isolated_env / "first.csv", ROWS)
         second = write_table(isolated_env / "second.jsonl", ROWS)
         calls = 0
-        real = datafiles.append_rows
+        real = writing.append_rows
 
         def failing(*args: object, **kwargs: object) -> None:
             nonlocal calls

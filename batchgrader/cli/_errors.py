@@ -44,8 +44,20 @@ def report(app: AppContext, exc: BatchgraderError) -> None:
         app.err.print(f"Log: {app.log_file}", highlight=False)
 
 
+#: Option spellings rewritten before parsing: ``--retry-failed=all`` reads naturally
+#: but a click flag takes no value.
+_ALIASES = {
+    "--retry-failed=all": ["--retry-failed", "--retry-all-errors"],
+    "--retry-failed=failed": ["--retry-failed"],
+}
+
+
 class BoundaryGroup(TyperGroup):
     """Root group whose invoke maps ``BatchgraderError`` to its exit code."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        rewritten = [part for arg in args for part in _ALIASES.get(arg, [arg])]
+        return super().parse_args(ctx, rewritten)
 
     def invoke(self, ctx: Any) -> Any:
         try:

@@ -1,46 +1,26 @@
-"""Running graded jobs from the CLI: client, ledger, board and Ctrl-C handling."""
+"""The CLI side of a run: the ledger, the board, questions and messages for the user."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
 from urllib.parse import urlparse
 
 import typer
 
 from batchgrader import paths
 from batchgrader.cli._context import AppContext
-from batchgrader.errors import InputFileError, Interrupted
-from batchgrader.execution.batch import Identity
-from batchgrader.execution.jobs import file_hash
-from batchgrader.execution.resubmit import add_retry_chunks
-from batchgrader.execution.run import (
-    GradeOptions,
-    RunReport,
-    find_or_create_job,
-    grade_file,
-    spec_of_job,
-)
-from batchgrader.ledger.store import JobRow, Ledger
+from batchgrader.errors import JobNotFound, RunFailed
+from batchgrader.execution.events import Identity
+from batchgrader.execution.run import RunReport, Session, open_session
+from batchgrader.ledger.records import JobRow
+from batchgrader.ledger.store import Ledger
 from batchgrader.masking import mask
-from batchgrader.money import budget
-from batchgrader.money.costs import today_cost
-from batchgrader.prompting.spec import RequestSpec
-from batchgrader.prompting.workload import Workload
-from batchgrader.providers.base import BatchAPI
+from batchgrader.planning.spec import RequestSpec
+from batchgrader.render import tables
 from batchgrader.render.board import RunBoard
 from batchgrader.settings import Settings
-
-
-def provider_client(settings: Settings) -> BatchAPI:
-    # Imported here: the openai SDK takes about a second to import, and only the
-    # commands that talk to the provider should pay for it.
-    from batchgrader.providers.openai.client import BatchClient
-
-    return BatchClient(settings.api)
 
 
 def identity(settings: Settings) -> Identity:
@@ -53,156 +33,70 @@ def open_ledger(settings: Settings) -> Ledger:
     return Ledger.open(paths.ledger_db(settings.state_dir()))
 
 
-def run_grade(
-    app: AppContext,
-    settings: Settings,
-    spec: RequestSpec,
-    files: list[Path],
-    options: GradeOptions,
-    *,
-    yes: bool = False,
-) -> RunReport:
-    """Validate every file, check the budget, then grade them one after the other."""
-    workloads = [Workload.of(path, spec) for path in files]
-    current: list[str] = []  # the job being graded, for the resume hint
-
-    def hint() -> str:
-        again = "Run the same command again to resume"
-        return again + (f" (or: batchgrader jobs resume {current[-1]})." if current else ".")
-
-    with _session(settings, hint) as (client, ledger, report):
-        prepared: list[tuple[Workload, JobRow]] = []
-        for workload in workloads:
-            job, _ = find_or_create_job(workload, spec, settings, ledger, options.force)
-            if options.retry_failed and job.status in ("done", "failed"):
-                job = _retry(app, settings, ledger, job)
-            prepared.append((workload, job))
-        check = budget.check_run(
-            ledger, [job for _, job in prepared], spec, settings, now=datetime.now(UTC)
+def find_job(ledger: Ledger, job_id: str) -> JobRow:
+    job = ledger.job(job_id)
+    if job is None:
+        raise JobNotFound(
+            f"No job '{job_id}' in {ledger.path}.",
+            hint="batchgrader jobs list --all shows every job.",
         )
-        confirm_budget(check, yes=yes)
-        with _board(app) as board:
-            for workload, job in prepared:
-                current.append(job.id)
-                summary = grade_file(
-                    workload,
-                    job,
-                    spec,
-                    settings,
-                    ledger,
-                    client,
-                    identity(settings),
-                    options,
-                    on_event=board.handle,
-                )
-                report.files.append(summary)
-                if summary.status == "failed" and settings.run.halt_on_chunk_failure:
-                    break
-    return report
+    return job
 
 
 @contextmanager
-def _session(
-    settings: Settings, resume_hint: Callable[[], str]
-) -> Iterator[tuple[BatchAPI, Ledger, RunReport]]:
-    """Client, ledger and report of one run; Ctrl-C becomes ``Interrupted`` with a hint."""
-    client = provider_client(settings)
-    ledger = open_ledger(settings)
-    report = RunReport(files=[])
-    try:
-        yield client, ledger, report
-    except KeyboardInterrupt:
-        raise Interrupted(
-            "Interrupted. Batches already submitted keep running at the provider; nothing "
-            "was cancelled and nothing will be paid twice.",
-            hint=resume_hint(),
-        ) from None
-    finally:
-        report.today_cost = today_cost(ledger)
-        ledger.close()
-        client.close()
-
-
-def _board(app: AppContext) -> RunBoard:
-    return RunBoard(app.err, quiet=app.json_mode or app.verbosity < 0)
-
-
-def confirm_budget(check: budget.BudgetCheck, *, yes: bool) -> None:
-    """Refuse a run over a budget, and ask before an expensive one, unless ``--yes``."""
-    if yes:
-        return
-    check.raise_if_refused()
-    if check.confirm is None:
-        return
-    if not _interactive():
-        raise check.not_confirmed(interactive=False)
-    if not typer.confirm(check.confirm + " Submit?", err=True):
-        raise check.not_confirmed(interactive=True)
+def session(
+    app: AppContext, settings: Settings, spec: RequestSpec, ledger: Ledger
+) -> Iterator[Session]:
+    """A run's session with the live board, messages and questions wired to the terminal."""
+    board = RunBoard(app.err, quiet=app.json_mode or app.verbosity < 0)
+    with (
+        board,
+        open_session(
+            settings,
+            spec,
+            ledger,
+            identity(settings),
+            on_event=board.handle,
+            say=app.note,
+            confirm=_confirm if _interactive() else None,
+            on_first_request=lambda: app.note("[bold]Batch API: requests are being made.[/]"),
+        ) as opened,
+    ):
+        for note in spec.notes:
+            app.note(note)
+        yield opened
 
 
 def _interactive() -> bool:
     return sys.stdin.isatty()
 
 
-def _retry(app: AppContext, settings: Settings, ledger: Ledger, job: JobRow) -> JobRow:
-    count = add_retry_chunks(settings, ledger, job)
-    app.note(
-        f"Retrying {count:,} failed row(s) of job {job.id}."
-        if count
-        else f"Job {job.id} has no failed rows to retry."
-    )
-    fresh = ledger.job(job.id)
-    assert fresh is not None
-    return fresh
+def _confirm(question: str) -> bool:
+    return typer.confirm(question, err=True)
 
 
-def resume_job(
-    app: AppContext,
-    settings: Settings,
-    job: JobRow,
-    *,
-    retry_failed: bool = False,
-    yes: bool = False,
-) -> RunReport:
-    """Continue a job by id, with the request settings it was created with.
+def finish(app: AppContext, report: RunReport, *, retry: str) -> None:
+    """Print the run's summary; exit 1 when rows or batches failed.
 
-    What it would submit now (queued chunks, resent rows) passes the budget check first,
-    as in ``grade``.
+    ``retry`` is the command that resends failed rows (``grade ... --retry-failed`` or
+    ``jobs retry ID``); it is suggested only for rows a retry can fix.
     """
-    spec = spec_of_job(job, settings)
-    source = Path(job.input_path)
-    if not source.exists() or file_hash(source) != job.input_hash:
-        raise InputFileError(
-            f"{source} is missing or changed since job {job.id} started.",
-            hint="Restore the original file to resume this job.",
+    app.emit(report, tables.summary_table)
+    failed = sum(s.failed for s in report.files)
+    invalid = sum(s.invalid_answers for s in report.files)
+    if not (failed or invalid or any(s.status == "failed" for s in report.files)):
+        return
+    if app.json_mode:  # the summary on stdout already says what failed
+        raise typer.Exit(RunFailed.exit_code)
+    if failed:
+        hint = f"{retry} resends only the {failed:,} row(s) a retry can fix."
+    else:
+        hint = (
+            f"The {invalid:,} row(s) without a score got an answer that cannot be used "
+            "(unparseable, refused, truncated or invalid): sending the same request again "
+            "would not change it. Fix the prompt or settings, or add --retry-failed=all "
+            "to resend them anyway."
         )
-    workload = Workload.of(source, spec)
-    with _session(settings, lambda: f"batchgrader jobs resume {job.id}") as (
-        client,
-        ledger,
-        report,
-    ):
-        if retry_failed:
-            job = _retry(app, settings, ledger, job)
-        check = budget.check_run(ledger, [job], spec, settings, now=datetime.now(UTC))
-        confirm_budget(check, yes=yes)
-        output = Path(job.output_path) if job.output_path else None
-        options = GradeOptions(output=output, overwrite=output is not None)
-        if job.status != "done":
-            ledger.set_job(job.id, status="running")
-            job.status = "running"
-        with _board(app) as board:
-            report.files.append(
-                grade_file(
-                    workload,
-                    job,
-                    spec,
-                    settings,
-                    ledger,
-                    client,
-                    identity(settings),
-                    options,
-                    on_event=board.handle,
-                )
-            )
-    return report
+    raise RunFailed(
+        "Some rows or batches failed; their rows carry llm_error in the output.", hint=hint
+    )

@@ -21,9 +21,9 @@ from batchgrader.cli._options import (
     SchemaOption,
     request_overrides,
 )
-from batchgrader.data import files as datafiles
+from batchgrader.data import formats, reading
 from batchgrader.planning.estimate import count_files
-from batchgrader.prompting.spec import request_spec
+from batchgrader.planning.spec import request_spec
 from batchgrader.render import tables
 
 
@@ -58,8 +58,8 @@ def count(
         | {"request.expected_output_tokens": expected_output_tokens}
     )
     settings = loaded.settings
-    fmt = datafiles.parse_format(input_format)
-    paths = datafiles.discover(files or [], settings.paths.input_dir, fmt)
+    fmt = formats.parse_format(input_format)
+    paths = reading.discover(files or [], settings.paths.input_dir, fmt)
     spec = request_spec(
         settings,
         schema_file=schema,

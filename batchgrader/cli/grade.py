@@ -24,12 +24,13 @@ from batchgrader.cli._options import (
     YesOption,
     request_overrides,
 )
-from batchgrader.cli._run import run_grade
-from batchgrader.data import files as datafiles
-from batchgrader.errors import OutputExistsError, RunFailed, UsageError
-from batchgrader.execution.run import GradeOptions
+from batchgrader.cli._run import finish, open_ledger, session
+from batchgrader.data import formats, reading
+from batchgrader.errors import UsageError
+from batchgrader.execution.resubmit import RetryScope
+from batchgrader.execution.run import GradeOptions, Grader
 from batchgrader.planning.plans import dry_run
-from batchgrader.prompting.spec import request_spec
+from batchgrader.planning.spec import request_spec
 from batchgrader.render import tables
 
 
@@ -72,7 +73,16 @@ def grade(
     ] = False,
     retry_failed: Annotated[
         bool,
-        typer.Option("--retry-failed", help="Resend only the rows whose result is an error."),
+        typer.Option(
+            "--retry-failed",
+            help="Resend only the rows whose error a retry can fix "
+            "(--retry-failed=all: every row without a score).",
+        ),
+    ] = False,
+    retry_all: Annotated[bool, typer.Option("--retry-all-errors", hidden=True)] = False,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Stop (exit 2) if another process is running this job."),
     ] = False,
     dry_run_flag: Annotated[
         bool,
@@ -109,8 +119,8 @@ def grade(
         | {"budget.max_cost_usd": max_cost.strip().removeprefix("$") if max_cost else None}
     )
     settings = loaded.settings
-    fmt = datafiles.parse_format(input_format)
-    paths = datafiles.discover(files or [], settings.paths.input_dir, fmt)
+    fmt = formats.parse_format(input_format)
+    paths = reading.discover(files or [], settings.paths.input_dir, fmt)
     spec = request_spec(
         settings,
         schema_file=schema,
@@ -122,27 +132,20 @@ def grade(
         app.note("[bold]Dry run: nothing is submitted, no API key is used.[/]")
         app.emit(dry_run(paths, spec, settings), tables.dry_run_table)
         return
-    app.note("[bold]Batch API: requests will be made.[/]")
     options = GradeOptions(
         output=output,
-        output_format=datafiles.parse_format(output_format),
+        output_format=formats.parse_format(output_format),
         overwrite=overwrite,
         force=force,
         detach=detach,
-        retry_failed=retry_failed,
+        retry=(RetryScope.ALL if retry_all else RetryScope.FAILED) if retry_failed else None,
+        wait=not no_wait,
+        yes=yes,
     )
     if output is not None and len(paths) > 1:
         raise UsageError("--output names one file, but several inputs were given.")
-    if output is not None and output.exists() and not overwrite:
-        raise OutputExistsError(
-            f"{output} exists.", hint="Pass --overwrite, or choose another --output."
-        )
-    report = run_grade(app, settings, spec, paths, options, yes=yes)
-    app.emit(report, tables.summary_table)
-    if any(s.status == "failed" or s.failed for s in report.files):
-        if json_output:  # the summary on stdout already says what failed
-            raise typer.Exit(RunFailed.exit_code)
-        raise RunFailed(
-            "Some rows or batches failed; their rows carry llm_error in the output.",
-            hint="batchgrader grade --retry-failed (same arguments) resends only those rows.",
-        )
+    with open_ledger(settings) as ledger, session(app, settings, spec, ledger) as opened:
+        report = Grader(opened).grade(paths, options)
+    if detach and not json_output:
+        app.note(f"Detached. To collect: batchgrader jobs resume {report.files[-1].job_id}")
+    finish(app, report, retry="batchgrader grade --retry-failed (same arguments)")

@@ -1,34 +1,38 @@
-"""``batchgrader jobs list|show|resume|retry|cancel|clean``."""
+"""``batchgrader jobs list|show|resume|retry|cancel|clean|adopt|forget-limits``."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import time
 from typing import Annotated
 
 import typer
 
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import JsonOption, YesOption
-from batchgrader.cli._run import open_ledger, provider_client, resume_job
-from batchgrader.errors import JobNotFound, RunFailed
-from batchgrader.execution import jobs as job_files
+from batchgrader.cli._run import find_job, finish, identity, open_ledger, session
 from batchgrader.execution.listing import job_detail, job_list
-from batchgrader.ledger.store import JobRow, Ledger
+from batchgrader.execution.maintenance import (
+    ForgottenLimits,
+    adopt_batch,
+    cancel_job,
+    clean_jobs,
+    forget_limits,
+)
+from batchgrader.execution.resubmit import RetryScope
+from batchgrader.execution.retrying import RetryPolicy
+from batchgrader.execution.run import GradeOptions, Grader
+from batchgrader.planning.spec import spec_of_job
+from batchgrader.providers.registry import provider_for
 from batchgrader.render import tables
+from batchgrader.settings import Settings
 
-jobs_app = typer.Typer(no_args_is_help=True, help="List, inspect, resume, retry and cancel jobs.")
+jobs_app = typer.Typer(
+    no_args_is_help=True, help="List, inspect, resume, retry, cancel and clean up jobs."
+)
 JobId = Annotated[str, typer.Argument(help="Job id (from 'batchgrader jobs list').")]
-
-
-def _job(ledger: Ledger, job_id: str) -> JobRow:
-    job = ledger.job(job_id)
-    if job is None:
-        raise JobNotFound(
-            f"No job '{job_id}' in {ledger.path}.",
-            hint="batchgrader jobs list --all shows every job.",
-        )
-    return job
+NoWaitOption = Annotated[
+    bool, typer.Option("--no-wait", help="Stop (exit 2) if another process is running this job.")
+]
 
 
 @jobs_app.command("list")
@@ -40,12 +44,8 @@ def list_jobs(
     """List running jobs (all jobs with --all)."""
     app = AppContext.of(ctx)
     app.json_mode = json_output
-    settings = app.load().settings
-    ledger = open_ledger(settings)
-    try:
+    with open_ledger(app.load().settings) as ledger:
         app.emit(job_list(ledger, include_finished=all_jobs), tables.jobs_table)
-    finally:
-        ledger.close()
 
 
 @jobs_app.command("show")
@@ -53,45 +53,58 @@ def show(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -> 
     """Show a job's chunks: batch ids, status, counts and errors."""
     app = AppContext.of(ctx)
     app.json_mode = json_output
-    settings = app.load().settings
-    ledger = open_ledger(settings)
-    try:
-        app.emit(job_detail(ledger, _job(ledger, job_id)), tables.job_detail_table)
-    finally:
-        ledger.close()
+    with open_ledger(app.load().settings) as ledger:
+        app.emit(job_detail(ledger, find_job(ledger, job_id)), tables.job_detail_table)
 
 
-def _resume(ctx: typer.Context, job_id: str, json_output: bool, retry: bool, yes: bool) -> None:
+def _resume(
+    ctx: typer.Context,
+    job_id: str,
+    json_output: bool,
+    *,
+    retry: RetryScope | None,
+    yes: bool,
+    no_wait: bool,
+) -> None:
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
-    ledger = open_ledger(settings)
-    try:
-        job = _job(ledger, job_id)
-    finally:
-        ledger.close()
-    report = resume_job(app, settings, job, retry_failed=retry, yes=yes)
-    app.emit(report, tables.summary_table)
-    if any(s.status == "failed" or s.failed for s in report.files):
-        if json_output:  # the summary on stdout already says what failed
-            raise typer.Exit(RunFailed.exit_code)
-        raise RunFailed("Some rows or batches failed; their rows carry llm_error.")
+    with open_ledger(settings) as ledger:
+        job = find_job(ledger, job_id)
+        spec = spec_of_job(job.request_settings, settings)
+        options = GradeOptions(retry=retry, yes=yes, wait=not no_wait)
+        with session(app, settings, spec, ledger) as opened:
+            report = Grader(opened).resume(job, options)
+    finish(app, report, retry=f"batchgrader jobs retry {job_id}")
 
 
 @jobs_app.command("resume")
 def resume(
-    ctx: typer.Context, job_id: JobId, yes: YesOption = False, json_output: JsonOption = False
+    ctx: typer.Context,
+    job_id: JobId,
+    yes: YesOption = False,
+    no_wait: NoWaitOption = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Continue a job: submit what is queued, poll what runs, collect and write."""
-    _resume(ctx, job_id, json_output, retry=False, yes=yes)
+    _resume(ctx, job_id, json_output, retry=None, yes=yes, no_wait=no_wait)
 
 
 @jobs_app.command("retry")
 def retry(
-    ctx: typer.Context, job_id: JobId, yes: YesOption = False, json_output: JsonOption = False
+    ctx: typer.Context,
+    job_id: JobId,
+    all_errors: Annotated[
+        bool,
+        typer.Option("--all", help="Also resend rows whose error is permanent (unparseable...)."),
+    ] = False,
+    yes: YesOption = False,
+    no_wait: NoWaitOption = False,
+    json_output: JsonOption = False,
 ) -> None:
-    """Resend only the rows of a job whose result is an error, and merge them in."""
-    _resume(ctx, job_id, json_output, retry=True, yes=yes)
+    """Resend the rows of a job whose error a retry can fix, and update its graded file."""
+    scope = RetryScope.ALL if all_errors else RetryScope.FAILED
+    _resume(ctx, job_id, json_output, retry=scope, yes=yes, no_wait=no_wait)
 
 
 @jobs_app.command("cancel")
@@ -100,46 +113,85 @@ def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
-    ledger = open_ledger(settings)
-    client = provider_client(settings)
-    try:
-        job = _job(ledger, job_id)
-        for chunk in ledger.chunks(job.id):
-            if chunk.status == "submitted" and chunk.batch_id:
-                info = client.cancel(chunk.batch_id)
-                ledger.record_batch(info.id, job.id, chunk.idx, info.status)
-                app.note(f"chunk {chunk.idx + 1}: batch {info.id} {info.status}")
-            elif chunk.status in ("pending", "uploaded"):
-                ledger.set_chunk(
-                    job.id, chunk.idx, status="halted", error="not submitted: job cancelled"
-                )
+    with open_ledger(settings) as ledger:
+        job = find_job(ledger, job_id)
+        spec = spec_of_job(job.request_settings, settings)
+        transport = spec.provider.batch_transport()
+        try:
+            policy = _policy(settings)
+            for info in cancel_job(
+                settings, ledger, transport, spec, identity(settings), job, policy
+            ):
+                app.note(f"batch {info.id}: {info.status}")
+        finally:
+            transport.close()
         app.note(
-            "Cancelled. Run 'batchgrader jobs resume "
-            f"{job.id}' to collect partial results and write the output."
+            f"Cancelled. 'batchgrader jobs resume {job.id}' collects what the batches "
+            "finished and writes the graded file."
         )
-        app.emit(job_detail(ledger, job), tables.job_detail_table)
-    finally:
-        ledger.close()
-        client.close()
+        app.emit(job_detail(ledger, find_job(ledger, job_id)), tables.job_detail_table)
 
 
 @jobs_app.command("clean")
 def clean(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """Remove finished jobs' temporary files (never results not yet written out)."""
+    """Remove finished jobs' files; keep what --retry-failed needs of jobs with failed rows."""
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
-    ledger = open_ledger(settings)
-    removed = []
-    try:
-        for job in ledger.jobs():
-            folder = job_files.job_dir(settings, job.id)
-            written = job.output_path is not None and Path(job.output_path).exists()
-            if job.status in ("done", "failed", "superseded") and written and folder.exists():
-                job_files.remove_job_files(settings, job.id)
-                removed.append(job.id)
-    finally:
-        ledger.close()
-    app.note(f"Removed the files of {len(removed)} finished job(s).")
-    if json_output:
-        typer.echo(json.dumps({"removed": removed}, indent=2))
+    with open_ledger(settings) as ledger:
+        transport = provider_for(settings).batch_transport() if settings.api.key else None
+        try:
+            report = clean_jobs(settings, ledger, transport)
+        finally:
+            if transport is not None:
+                transport.close()
+    app.emit(report, tables.clean_report)
+
+
+@jobs_app.command("adopt")
+def adopt(
+    ctx: typer.Context,
+    job_id: JobId,
+    chunk: Annotated[int, typer.Option("--chunk", help="The chunk (1-based).", min=1)],
+    batch: Annotated[str, typer.Option("--batch", help="The provider batch id to adopt.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Adopt a batch as a chunk's, after a lost create answer left several candidates."""
+    app = AppContext.of(ctx)
+    app.json_mode = json_output
+    settings = app.load().settings
+    with open_ledger(settings) as ledger:
+        job = find_job(ledger, job_id)
+        spec = spec_of_job(job.request_settings, settings)
+        transport = spec.provider.batch_transport()
+        try:
+            info = adopt_batch(ledger, transport, _policy(settings), job, chunk, batch)
+        finally:
+            transport.close()
+        app.note(f"Chunk {chunk} of job {job.id} is batch {info.id} ({info.status}).")
+        app.emit(job_detail(ledger, job), tables.job_detail_table)
+
+
+@jobs_app.command("forget-limits")
+def forget(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None, typer.Argument(help="Only this model's limit (default: every model).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Forget the enqueued-token limits learned from the provider's refusals."""
+    app = AppContext.of(ctx)
+    app.json_mode = json_output
+    with open_ledger(app.load().settings) as ledger:
+        forgotten = forget_limits(ledger, model)
+    app.emit(ForgottenLimits(forgotten=forgotten), tables.forgotten_limits)
+
+
+def _policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        retries=settings.api.max_retries,
+        max_wait=settings.api.retry_max_wait_seconds,
+        sleep=time.sleep,
+        base_url=settings.api.base_url,
+    )

@@ -20,9 +20,9 @@ from batchgrader.cli._options import (
     PromptOption,
     request_overrides,
 )
-from batchgrader.data import files as datafiles
+from batchgrader.data import formats, reading
+from batchgrader.planning.spec import request_spec
 from batchgrader.planning.splitting import split_files, split_limits
-from batchgrader.prompting.spec import request_spec
 from batchgrader.render import tables
 
 
@@ -77,8 +77,8 @@ def split(
         )
     )
     settings = loaded.settings
-    fmt = datafiles.parse_format(input_format)
-    paths = datafiles.discover(files or [], settings.paths.input_dir, fmt)
+    fmt = formats.parse_format(input_format)
+    paths = reading.discover(files or [], settings.paths.input_dir, fmt)
     spec = request_spec(settings, fmt=fmt, allow_unpriced=True)
     limits = split_limits(settings.chunking, rows=rows, tokens=tokens)
     if dry_run:

@@ -1,71 +1,102 @@
-"""Resending only the rows whose result is an error, as new chunks of the same job."""
+"""Resending only the rows whose result is an error, as new chunks of the same job.
+
+Rows whose error a new request can fix (not run, expired, provider failures) are
+resent; rows whose error is permanent (an unparseable or refused answer, a request
+the provider refuses as invalid) only when asked (``--retry-failed=all``). Their
+request lines come from the job's request files, or, after ``jobs clean`` removed
+those, are built again from the (unchanged) input.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
+from enum import StrEnum
 
 import polars as pl
 
-from batchgrader.execution import jobs
-from batchgrader.ledger.store import ChunkRow, JobRow, Ledger, now_iso
+from batchgrader.execution.layout import JobFiles
+from batchgrader.execution.merge import result_windows
+from batchgrader.execution.results import permanent
+from batchgrader.execution.summary import RETRY_PREFIX
+from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow, JobStatus
+from batchgrader.ledger.store import Ledger, now_iso
 from batchgrader.planning.chunking import ChunkPlanner
 from batchgrader.planning.plans import limits_for
-from batchgrader.providers.openai import requests as batchfile
+from batchgrader.planning.spec import RequestSpec
+from batchgrader.planning.workload import Workload
+from batchgrader.providers.base import custom_id, row_of
 from batchgrader.settings import Settings
 
-RETRY_PREFIX = "retry-"
-#: Errors that a new request cannot fix (the judge did answer, or the row was empty).
-_NOT_RETRIED = ("unparseable", "skipped")
+
+class RetryScope(StrEnum):
+    """Which failed rows ``--retry-failed`` resends."""
+
+    FAILED = "failed"  # errors a new request can fix
+    ALL = "all"  # every row without a score, permanent errors too
 
 
 def failed_rows(
-    settings: Settings, job: JobRow, chunks: list[ChunkRow], only: tuple[str, ...] | None = None
+    files: JobFiles,
+    job: JobRow,
+    chunks: list[ChunkRow],
+    *,
+    scope: RetryScope = RetryScope.FAILED,
+    only: tuple[str, ...] | None = None,
 ) -> set[int]:
-    """Rows whose latest result is a retryable error, or that were never submitted.
+    """Rows whose latest result is an error worth resending, or never submitted.
 
-    ``only`` restricts the retry to errors starting with one of its prefixes (the
-    automatic retry of rows an expired batch did not run).
+    ``only`` restricts the retry to those error codes (the automatic retry of rows an
+    expired batch did not run).
     """
-    error = pl.col("llm_error")
-    wanted = (
-        pl.any_horizontal([error.str.starts_with(p) for p in only])
-        if only
-        else ~pl.any_horizontal([error.str.starts_with(p) for p in _NOT_RETRIED])
-    )
+    code = pl.col("error_code")
+    if only:
+        wanted = code.is_in(list(only))
+    elif scope is RetryScope.ALL:
+        wanted = code != "skipped"
+    else:
+        wanted = ~permanent(code)
     rows: set[int] = set()
-    for _, latest in jobs.result_windows(settings, job, chunks):
-        found = latest.filter(error.is_not_null() & wanted).select("row").collect()
+    for _, latest in result_windows(files, job, chunks):
+        found = latest.filter(code.is_not_null() & wanted).select("row").collect()
         rows.update(found["row"].to_list())
     if only is None:
         for chunk in chunks:
-            if chunk.status in ("failed", "halted") and not chunk.result_file:
-                rows.update(jobs.request_rows(settings, job.id, chunk.request_file))
+            if chunk.status in (ChunkStatus.FAILED, ChunkStatus.HALTED) and not chunk.result_file:
+                rows.update(_chunk_rows(files, chunk))
     return rows
 
 
+def _chunk_rows(files: JobFiles, chunk: ChunkRow) -> set[int]:
+    try:
+        return files.request_rows(chunk.request_file)
+    except FileNotFoundError:  # cleaned: every row of its range that was sent
+        return set(range(chunk.first_row, chunk.last_row + 1))
+
+
 def add_retry_chunks(
-    settings: Settings, ledger: Ledger, job: JobRow, only: tuple[str, ...] | None = None
+    settings: Settings,
+    ledger: Ledger,
+    job: JobRow,
+    spec: RequestSpec,
+    *,
+    scope: RetryScope = RetryScope.FAILED,
+    only: tuple[str, ...] | None = None,
+    mode: ChunkMode = ChunkMode.BATCH,
+    workload: Workload | None = None,
 ) -> int:
     """Write request files for the failed rows as new chunks; returns the row count.
 
-    The new chunks are planned under the same limits as the job's first plan.
+    The new chunks are planned under the job's limits now in force.
     """
+    files = JobFiles(settings, job.id)
     chunks = ledger.chunks(job.id)
-    rows = failed_rows(settings, job, chunks, only)
+    rows = failed_rows(files, job, chunks, scope=scope, only=only)
     if not rows:
         return 0
-    lines: list[tuple[int, str]] = []
-    for chunk in chunks:
-        path = jobs.request_path(settings, job.id, chunk.request_file)
-        with path.open(encoding="utf-8") as handle:
-            for line in handle:
-                row = batchfile.row_of(json.loads(line)["custom_id"])
-                if row in rows:
-                    lines.append((row, line))
-                    rows.discard(row)
-    lines.sort()
-    planner = ChunkPlanner(limits_for(settings, job.model, ledger.learned_limit(job.model)))
+    lines = sorted(_lines(files, chunks, rows, workload))
+    planner = ChunkPlanner(limits_for(settings, spec, ledger.learned_limit(job.model)))
     parts: list[list[tuple[int, str]]] = []
     for row, line in lines:
         if planner.add(row, _row_tokens(chunks, row), len(line.encode("utf-8"))):
@@ -73,10 +104,11 @@ def add_retry_chunks(
         parts[-1].append((row, line))
     stamp = now_iso()
     new: list[ChunkRow] = []
+    files.requests.mkdir(parents=True, exist_ok=True, mode=0o700)
     for offset, part in enumerate(parts):
         idx = len(chunks) + offset
         name = f"{RETRY_PREFIX}{idx:04d}.jsonl"
-        path = jobs.request_path(settings, job.id, name)
+        path = files.request_file(name)
         data = "".join(line for _, line in part).encode("utf-8")
         tmp = path.with_name(name + ".tmp")
         tmp.write_bytes(data)
@@ -92,23 +124,51 @@ def add_retry_chunks(
                 tokens=sum(_row_tokens(chunks, row) for row, _ in part),
                 bytes=len(data),
                 request_file=name,
-                status="pending",
-                input_file_id=None,
+                status=ChunkStatus.PENDING,
+                prepared_ref=None,
                 batch_id=None,
                 attempt=0,
                 intent_at=None,
                 error=None,
                 result_file=None,
                 updated_at=stamp,
+                mode=mode,
             )
         )
     if only is None:
         for chunk in chunks:
-            if chunk.status in ("failed", "halted"):
-                ledger.set_chunk(job.id, chunk.idx, status="retried")
+            if chunk.status in (ChunkStatus.FAILED, ChunkStatus.HALTED):
+                ledger.set_chunk(job.id, chunk.idx, status=ChunkStatus.RETRIED)
     ledger.add_chunks(new)
-    ledger.set_job(job.id, status="running")
+    ledger.set_job(job.id, status=JobStatus.RUNNING)
     return len(lines)
+
+
+def _lines(
+    files: JobFiles, chunks: list[ChunkRow], rows: set[int], workload: Workload | None
+) -> Iterable[tuple[int, str]]:
+    """(row, request line) of ``rows``: from the request files, else built again."""
+    wanted = set(rows)
+    for chunk in chunks:
+        path = files.request_file(chunk.request_file)
+        if not path.exists():
+            continue
+        with path.open(encoding="utf-8") as handle:
+            for line in handle:
+                row = row_of(json.loads(line)["custom_id"])
+                if row in wanted:
+                    wanted.discard(row)
+                    yield row, line
+    if wanted and workload is not None:
+        for block in workload.blocks(with_lines=True):
+            assert block.lines is not None
+            for row, line in zip(block.rows, block.lines, strict=True):
+                if row in wanted:
+                    wanted.discard(row)
+                    yield row, line + "\n"
+    if wanted:
+        missing = ", ".join(custom_id(r, 1) for r in sorted(wanted)[:5])
+        raise FileNotFoundError(f"request lines of rows {missing} are gone")
 
 
 def _row_tokens(chunks: list[ChunkRow], row: int) -> int:

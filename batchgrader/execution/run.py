@@ -1,31 +1,54 @@
-"""``grade`` for one file: find or start its job, run it, merge, summarise."""
+"""A run: grade files (or resume a job) from start to graded file, in the core.
+
+``Session`` carries what a run needs (settings, request spec, ledger, provider
+transport, retry policy, clock, event sink, how to talk to the user); ``Grader`` drives
+the work: find or create each file's job under its lock, check the budgets and reserve
+the worst case in one step, run the executors, retry what expired, merge, summarise.
+``grade`` and ``jobs resume`` share this one path; the CLI only parses flags and renders.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from decimal import Decimal
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
-import polars as pl
 from pydantic import BaseModel
 
-from batchgrader.data import files as datafiles
-from batchgrader.data.files import Format
-from batchgrader.errors import InputFileError, UsageError
-from batchgrader.execution import jobs
-from batchgrader.execution.batch import FINISHED, ChunkEvent, Clock, Identity, Runner
-from batchgrader.execution.resubmit import RETRY_PREFIX, add_retry_chunks
-from batchgrader.ledger.store import ChunkRow, JobRow, Ledger
-from batchgrader.money.pricing import PriceTable
-from batchgrader.prompting.prompts import Prompt, Scale, Template
-from batchgrader.prompting.spec import RequestSpec
-from batchgrader.prompting.tokens import Counter
-from batchgrader.prompting.workload import Workload
-from batchgrader.providers.base import BatchAPI
-from batchgrader.providers.openai.requests import RequestOptions
+from batchgrader.data.atomic import atomic_path
+from batchgrader.data.formats import Format, format_of
+from batchgrader.data.reading import scan_table
+from batchgrader.data.writing import sink_rows
+from batchgrader.errors import InputFileError, Interrupted, UsageError
+from batchgrader.execution.batch import BatchExecutor
+from batchgrader.execution.events import Clock, EventSink, Identity, SystemClock
+from batchgrader.execution.identity import file_hash
+from batchgrader.execution.jobs import identity_of, new_job
+from batchgrader.execution.layout import JobFiles
+from batchgrader.execution.locks import JobLock, is_running, locks_dir
+from batchgrader.execution.merge import aligned_results, results_kept, write_output
+from batchgrader.execution.output import (
+    Target,
+    check_nested,
+    check_writable,
+    own_output,
+    resolve_target,
+)
+from batchgrader.execution.recovery import write_recovered
+from batchgrader.execution.resubmit import RetryScope, add_retry_chunks
+from batchgrader.execution.retrying import RetryPolicy
+from batchgrader.execution.summary import RowTally, RunSummary, summarise
+from batchgrader.ledger.records import ChunkRow, ChunkStatus, JobRow, JobStatus
+from batchgrader.ledger.store import Ledger
+from batchgrader.money import budget
+from batchgrader.money.costs import today_cost
+from batchgrader.planning.spec import RequestSpec
+from batchgrader.planning.workload import Workload
+from batchgrader.providers.base import BatchTransport
 from batchgrader.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,7 +60,7 @@ AUTO_RETRIED = ("batch_expired",)
 class RunReport(BaseModel):
     """Every file of one ``grade`` run."""
 
-    files: list[jobs.RunSummary]
+    files: list[RunSummary]
     today_cost: str | None = None
 
 
@@ -48,208 +71,372 @@ class GradeOptions:
     overwrite: bool = False
     force: bool = False
     detach: bool = False
-    retry_failed: bool = False
+    retry: RetryScope | None = None
+    #: Wait for a job another process is running (False: stop with exit 2).
+    wait: bool = True
+    #: ``--yes``: submit over a budget limit, without asking.
+    yes: bool = False
 
 
-def find_or_create_job(
-    workload: Workload, spec: RequestSpec, settings: Settings, ledger: Ledger, force: bool
-) -> tuple[JobRow, bool]:
-    """The job of this exact input and request settings; (job, newly created)."""
-    input_hash = jobs.file_hash(workload.source.path)
-    fp = jobs.fingerprint(input_hash, jobs.request_settings(spec, settings))
-    job = ledger.job_by_fingerprint(fp)
-    if job is not None and not force:
-        return job, False
-    if job is not None:
-        ledger.set_job(job.id, status="superseded")
-    return jobs.new_job(workload, spec, settings, ledger, input_hash, fp), True
+@dataclass
+class Session:
+    """What a run needs; built by ``open_session``."""
+
+    settings: Settings
+    spec: RequestSpec
+    ledger: Ledger
+    transport: BatchTransport
+    policy: RetryPolicy
+    identity: Identity
+    clock: Clock
+    on_event: EventSink
+    #: One line for people (the CLI prints it on stderr).
+    say: Callable[[str], None]
+    #: Ask the user a yes/no question; None when there is no terminal to ask on.
+    confirm: Callable[[str], bool] | None
+    locks: list[JobLock] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)
 
 
-def grade_file(
-    workload: Workload,
-    job: JobRow,
-    spec: RequestSpec,
+@contextmanager
+def open_session(
     settings: Settings,
+    spec: RequestSpec,
     ledger: Ledger,
-    client: BatchAPI,
     identity: Identity,
-    options: GradeOptions,
     *,
-    on_event: Callable[[ChunkEvent], None],
+    on_event: EventSink,
+    say: Callable[[str], None],
+    confirm: Callable[[str], bool] | None,
+    on_first_request: Callable[[], None] = lambda: None,
     clock: Clock | None = None,
-) -> jobs.RunSummary:
-    """Run (or re-attach to) a job and write the graded file."""
-    written = Path(job.output_path) if job.output_path else None
-    elsewhere = options.output is not None and (
-        written is None or options.output.resolve() != written.resolve()
+) -> Iterator[Session]:
+    """A session; Ctrl-C becomes ``Interrupted`` (state saved, how to resume)."""
+    clock = clock or SystemClock()
+    transport = spec.provider.batch_transport()  # a missing key fails here, before any work
+    policy = RetryPolicy(
+        retries=settings.api.max_retries,
+        max_wait=settings.api.retry_max_wait_seconds,
+        sleep=clock.sleep,
+        base_url=getattr(transport, "base_url", None),
+        on_first_call=on_first_request,
     )
-    if job.status == "done" and written is not None and written.exists() and not elsewhere:
-        log.info("Job %s already finished: %s", job.id, job.output_path)
-        chunks = ledger.chunks(job.id)
-        tally = _finished_tally(settings, job, chunks, written, options.output_format)
-        return summarise(job, chunks, tally, ledger, job.output_path, "done")
-    if options.output is not None:  # an existing --output fails now, before anything is paid
-        jobs.output_path(
-            workload.source.path, settings, options.output, options.output_format, options.overwrite
-        )
-    finished = elsewhere and job.status == "done"  # another copy of a finished job's output
-    if finished and not jobs.results_kept(settings, job, ledger.chunks(job.id)):
-        raise UsageError(
-            f"Job {job.id} is finished and its stored results were cleaned up.",
-            hint=f"Its output is {written}; pass --force to grade again.",
-        )
-    runner = Runner(client, ledger, settings, spec, identity, on_event=on_event, clock=clock)
-    chunks = runner.run(job, detach=options.detach)
-    for _ in range(0 if options.detach else settings.run.max_retries_per_row):
-        if any(c.status not in FINISHED for c in chunks):
-            break
-        resent = add_retry_chunks(settings, ledger, job, only=AUTO_RETRIED)
-        if not resent:
-            break
-        log.warning("Resubmitting %d row(s) an expired batch did not run.", resent)
-        chunks = runner.run(job)
-    if any(c.status not in FINISHED for c in chunks):
-        return summarise(job, chunks, None, ledger, None, "submitted")
-    target = jobs.output_path(
-        workload.source.path, settings, options.output, options.output_format, options.overwrite
+    session = Session(
+        settings=settings,
+        spec=spec,
+        ledger=ledger,
+        transport=transport,
+        policy=policy,
+        identity=identity,
+        clock=clock,
+        on_event=on_event,
+        say=say,
+        confirm=confirm,
     )
-    with jobs.aligned_results(settings, job, chunks) as results:
-        jobs.write_output(workload, spec, chunks, results, target, options.output_format)
-        tally = Tally.of(results)
-    failed = any(c.status in ("failed", "halted") for c in chunks)
-    status = "failed" if failed else "done"
-    ledger.set_job(job.id, status=status, output_path=str(target))
-    summary = summarise(job, chunks, tally, ledger, str(target), status)
-    if failed or summary.failed:
-        errors_log = target.with_name(target.name + ".errors.log")
-        errors_log.write_text("\n".join(summary.errors) + "\n", encoding="utf-8")
-    else:  # nothing left to retry: the request files and raw downloads have done their job
-        jobs.remove_temporary_files(settings, job.id)
-    return summary
-
-
-@dataclass(frozen=True)
-class Tally:
-    """How a job's rows came out: graded rows, unparseable answers, graded rows by score."""
-
-    graded: int
-    invalid: int
-    scores: dict[str, int]
-
-    @classmethod
-    def of(cls, results: pl.LazyFrame) -> Tally:
-        """Count the rows of ``results`` that have a result, in one streaming aggregation."""
-        error = pl.col("llm_error")
-        counts = (
-            results.filter(error.is_not_null() | pl.col("llm_response").is_not_null())
-            .group_by(
-                error.is_null().alias("ok"),
-                error.str.starts_with("unparseable").fill_null(False).alias("invalid"),
-                "llm_score",
-            )
-            .len()
-            .collect()
-        )
-        ok = counts.filter("ok").group_by("llm_score").agg(pl.col("len").sum()).sort("llm_score")
-        return cls(
-            graded=int(ok["len"].sum()),
-            invalid=int(counts.filter("invalid")["len"].sum()),
-            scores={str(score): int(n) for score, n in ok.iter_rows()},
-        )
-
-
-def _finished_tally(
-    settings: Settings, job: JobRow, chunks: list[ChunkRow], written: Path, fmt: Format | None
-) -> Tally:
-    """How a finished job's rows came out: from its stored results, or from its graded
-    file when ``jobs clean`` has removed those."""
-    if jobs.results_kept(settings, job, chunks):
-        with jobs.aligned_results(settings, job, chunks) as results:
-            return Tally.of(results)
     try:
-        graded = datafiles.scan_table(written, fmt or datafiles.format_of(written))
-        columns = [  # CSV/TSV: text, and an empty field is a null
-            pl.when(value.str.strip_chars() != "").then(value).alias(name)
-            for name in ("llm_score", "llm_response", "llm_error")
-            for value in [pl.col(name).cast(pl.String)]
-        ]
-        read = graded.select(columns).with_columns(pl.col("llm_score").cast(pl.Int64))
-        return Tally.of(read)
-    except (pl.exceptions.PolarsError, OSError) as exc:
-        raise InputFileError(
-            f"Job {job.id} is finished, its stored results were cleaned up, and its "
-            f"output {written} cannot be read back ({exc}).",
-            hint="Pass --force to grade the file again.",
+        yield session
+    except KeyboardInterrupt:
+        current = session.running[-1] if session.running else None
+        hint = "Run the same command again to resume" + (
+            f" (or: batchgrader jobs resume {current})." if current else "."
+        )
+        raise Interrupted(
+            "Interrupted. Batches already submitted keep running at the provider; nothing "
+            "was cancelled and nothing will be paid twice.",
+            hint=hint,
         ) from None
+    finally:
+        budget.release_reservations(ledger, session.running)
+        for lock in session.locks:
+            lock.release()
+        transport.close()
 
 
-def summarise(
-    job: JobRow,
-    chunks: list[ChunkRow],
-    tally: Tally | None,
-    ledger: Ledger,
-    output: str | None,
-    status: str,
-) -> jobs.RunSummary:
-    requests = sum(c.requests for c in chunks if not c.request_file.startswith(RETRY_PREFIX))
-    graded = failed = invalid = 0
-    counts: dict[str, int] = {}
-    if tally is not None:
-        graded, invalid, counts = tally.graded, tally.invalid, tally.scores
-        failed = requests - graded  # every sent row: halted, refused or failed chunks too
-    events = [e for e in ledger.usage_events(job_id=job.id) if not e.committed]
-    total_cost = sum((e.cost for e in events if e.cost is not None), Decimal(0))
-    errors = [
-        f"chunk {c.idx + 1}: {c.error}"
-        for c in chunks
-        if c.error and (failed or c.status in ("failed", "halted"))
-    ]
-    return jobs.RunSummary(
-        job_id=job.id,
-        input=job.input_path,
-        output=output,
-        status=status,
-        rows=job.rows,
-        graded=graded,
-        failed=failed,
-        skipped=job.rows - requests,
-        invalid_answers=invalid,
-        score_counts=counts,
-        chunks=len(chunks),
-        chunks_failed=sum(1 for c in chunks if c.status == "failed"),
-        input_tokens=sum(e.input_tokens for e in events),
-        cached_tokens=sum(e.cached_input_tokens for e in events),
-        output_tokens=sum(e.output_tokens for e in events),
-        cost=str(total_cost) if events else None,
-        errors=errors,
-    )
+@dataclass
+class _Prepared:
+    workload: Workload
+    job: JobRow
+    target: Target
+    created: bool
+    reused_from: str | None = None
 
 
-def spec_of_job(job: JobRow, settings: Settings) -> RequestSpec:
-    """The request spec a job was created with (to resume it without its flags)."""
-    stored = json.loads(job.request_settings)
-    scale = Scale(*stored["scale"])
-    prompt = Prompt(
-        name="(stored)",
-        system=Template.parse(stored["system"], "stored system template"),
-        user=Template.parse(stored["user"], "stored user template"),
-        scale=scale,
-        reasoning=stored["reasoning"],
-        schema=stored["schema"],
-    )
-    options = RequestOptions(
-        model=stored["model"],
-        endpoint=stored["endpoint"],
-        max_tokens=stored["max_tokens"],
-        temperature=stored["temperature"],
-        structured=stored["structured"],
-    )
-    return RequestSpec(
-        prompt=prompt,
-        options=options,
-        counter=Counter.for_model(stored["model"]),
-        price=PriceTable.load(settings.paths.pricing_file).find(stored["model"]),
-        text_column=stored["column"],
-        format=stored["format"],
-        fail_on_empty=False,
-    )
+class Grader:
+    """Grades files, or resumes a job, in one session."""
+
+    def __init__(self, session: Session) -> None:
+        self.s = session
+
+    # --- grade ------------------------------------------------------------------------
+
+    def grade(self, paths: list[Path], options: GradeOptions) -> RunReport:
+        """Validate every file, check the budget, then grade them one after the other."""
+        s = self.s
+        workloads = [Workload.of(path, s.spec) for path in paths]
+        prepared = [self._prepare(w, options) for w in workloads]
+        self._budget(prepared, options)
+        report = RunReport(files=[])
+        for item in prepared:
+            summary = self._run(item, options)
+            report.files.append(summary)
+            if summary.status == JobStatus.FAILED and s.settings.run.halt_on_chunk_failure:
+                break
+        report.today_cost = today_cost(s.ledger)
+        return report
+
+    def resume(self, job: JobRow, options: GradeOptions) -> RunReport:
+        """Continue a job by id with the request settings it was created with."""
+        s = self.s
+        source = Path(job.input_path)
+        if not source.exists():
+            raise InputFileError(
+                f"{source} is missing: job {job.id} cannot be resumed without its input.",
+                hint="Restore the original file to resume this job.",
+            )
+        workload = Workload.of(source, s.spec)
+        self._lock(job.fingerprint, f"Job {job.id}", options)
+        fresh = s.ledger.job(job.id)
+        assert fresh is not None
+        job = fresh
+        if options.retry is not None:
+            self._retry(job, workload, options.retry)
+            job = s.ledger.job(job.id) or job
+        target = self._target(workload, job, options)
+        item = _Prepared(workload, job, target, created=False)
+        self._budget([item], options)
+        if job.status is not JobStatus.DONE:
+            s.ledger.set_job(job.id, status=JobStatus.RUNNING)
+            job.status = JobStatus.RUNNING
+        report = RunReport(files=[self._run(item, options)])
+        report.today_cost = today_cost(s.ledger)
+        return report
+
+    # --- preparing ----------------------------------------------------------------------
+
+    def _lock(self, key: str, label: str, options: GradeOptions) -> None:
+        s = self.s
+        lock = JobLock(locks_dir(s.settings.state_dir()), key, label=label)
+
+        def waiting(pid: int | None) -> None:
+            who = f"process {pid}" if pid else "another process"
+            s.say(f"{label} is being run by {who}; waiting (Ctrl-C to leave it).")
+
+        lock.acquire(wait=options.wait, on_wait=waiting)
+        s.locks.append(lock)
+
+    def _prepare(self, workload: Workload, options: GradeOptions) -> _Prepared:
+        s = self.s
+        input_hash, fp = identity_of(workload, s.spec)
+        name = workload.source.path.name
+        self._lock(fp, f"The job of {name}", options)
+        job = s.ledger.job_by_fingerprint(fp)
+        if job is not None and options.force:
+            s.ledger.set_job(job.id, status=JobStatus.SUPERSEDED)
+            job = None
+        created = job is None
+        reused_from = None
+        if job is None:
+            job = new_job(workload, s.spec, s.settings, s.ledger, input_hash, fp)
+        elif Path(job.input_path) != workload.source.path.resolve():
+            reused_from = job.input_path
+            s.say(
+                f"These rows were graded before by job {job.id} from {job.input_path} "
+                f"on {job.created_at[:10]}: re-using its results (paid once); "
+                "--force grades them again."
+            )
+        if options.retry is not None and job.status.finished:
+            self._retry(job, workload, options.retry)
+            job = s.ledger.job(job.id) or job
+        target = self._target(workload, job, options, reused=reused_from is not None)
+        return _Prepared(workload, job, target, created, reused_from)
+
+    def _target(
+        self, workload: Workload, job: JobRow, options: GradeOptions, *, reused: bool = False
+    ) -> Target:
+        """The graded file's target, checked now (before anything is paid for)."""
+        s = self.s
+        own = None if reused else own_output(s.ledger, job)
+        intended = None
+        if options.output is None and job.output_path and not reused:
+            intended = Path(job.output_path)  # where this job writes, wherever it runs from
+            if own is None and (not intended.exists() or options.overwrite):
+                own = intended
+        target = resolve_target(
+            workload.source.path,
+            s.settings,
+            explicit=options.output,
+            fmt=options.output_format,
+            overwrite=options.overwrite,
+            own=own,
+        )
+        check_writable(target, workload.source.path.stat().st_size)
+        check_nested(workload.source.scan().collect_schema(), target)
+        if job.output_path is None and not job.status.finished:
+            s.ledger.set_job(job.id, output_path=str(target.path))
+        return target
+
+    def _retry(self, job: JobRow, workload: Workload, scope: RetryScope) -> None:
+        s = self.s
+        count = add_retry_chunks(s.settings, s.ledger, job, s.spec, scope=scope, workload=workload)
+        s.say(
+            f"Retrying {count:,} failed row(s) of job {job.id}."
+            if count
+            else f"Job {job.id} has no failed rows to retry"
+            + (
+                "."
+                if scope is RetryScope.ALL
+                else " (--retry-failed=all also resends rows whose error is permanent)."
+            )
+        )
+
+    def _budget(self, prepared: list[_Prepared], options: GradeOptions) -> None:
+        """Check and reserve the run's worst case at once; ask before an expensive run."""
+        s = self.s
+        jobs = [p.job for p in prepared]
+        state = s.settings.state_dir()
+        try:
+            check = budget.reserve_run(
+                s.ledger,
+                jobs,
+                s.spec,
+                s.settings,
+                now=datetime.now(UTC),
+                enforce=not options.yes,
+                stale=lambda job_id: not _job_running(s.ledger, state, job_id),
+            )
+            s.running.extend(j.id for j in jobs)
+            if not options.yes and check.confirm is not None:
+                if s.confirm is None:
+                    raise check.not_confirmed(interactive=False)
+                if not s.confirm(check.confirm + " Submit?"):
+                    raise check.not_confirmed(interactive=True)
+        except BaseException:
+            self._forget_new(prepared)
+            raise
+
+    def _forget_new(self, prepared: list[_Prepared]) -> None:
+        """A refused run leaves no job behind (nothing of it was sent)."""
+        s = self.s
+        budget.release_reservations(s.ledger, [p.job.id for p in prepared])
+        for item in prepared:
+            if item.created:
+                s.ledger.remove_job(item.job.id)
+                JobFiles(s.settings, item.job.id).remove()
+
+    # --- running ------------------------------------------------------------------------
+
+    def _run(self, item: _Prepared, options: GradeOptions) -> RunSummary:
+        s = self.s
+        job, target = item.job, item.target
+        files = JobFiles(s.settings, job.id)
+        chunks = s.ledger.chunks(job.id)
+        notes = []
+        if item.reused_from is not None:
+            notes.append(f"re-used the results of job {job.id}, graded from {item.reused_from}")
+        if job.status is JobStatus.DONE and not results_kept(files, chunks):
+            return self._finished(item, notes)
+        if job.status is JobStatus.DONE and target.own and target.path.exists():
+            log.info("Job %s already finished: %s", job.id, target.path)
+            with aligned_results(files, job, chunks) as results:
+                tally = RowTally.of(results)
+            return summarise(
+                job, chunks, tally, s.ledger, str(target.path), job.status, notes=notes
+            )
+        s.running.append(job.id)
+        executor = BatchExecutor(
+            s.transport,
+            s.ledger,
+            s.settings,
+            s.spec,
+            s.identity,
+            on_event=s.on_event,
+            clock=s.clock,
+            policy=s.policy,
+        )
+        chunks = executor.run(job, detach=options.detach)
+        for _ in range(0 if options.detach else s.settings.run.max_retries_per_row):
+            if not all(c.status.finished for c in chunks):
+                break
+            resent = add_retry_chunks(
+                s.settings, s.ledger, job, s.spec, only=AUTO_RETRIED, workload=item.workload
+            )
+            if not resent:
+                break
+            log.warning("Resubmitting %d row(s) an expired batch did not run.", resent)
+            chunks = executor.run(job)
+        if not all(c.status.finished for c in chunks):
+            return summarise(job, chunks, None, s.ledger, None, "submitted", notes=notes)
+        return self._write(item, chunks, notes)
+
+    def _write(self, item: _Prepared, chunks: list[ChunkRow], notes: list[str]) -> RunSummary:
+        s = self.s
+        job, target, workload = item.job, item.target, item.workload
+        files = JobFiles(s.settings, job.id)
+        if file_hash(workload.source.path) != job.input_hash:
+            # The input changed while the batches ran: never merge by position.
+            path = write_recovered(files, job, s.spec, chunks, target)
+            notes.append(
+                f"{workload.source.path} changed while the job ran: the results were written "
+                f"against the job's own copy of the rows it sent, to {path}"
+            )
+            s.ledger.set_job(job.id, status=JobStatus.FAILED, output_path=str(path))
+            summary = summarise(job, chunks, None, s.ledger, str(path), "failed", notes=notes)
+            summary.errors.append(notes[-1])
+            return summary
+        with aligned_results(files, job, chunks) as results:
+            replaced = write_output(
+                workload.source,
+                s.spec.text_column,
+                s.spec.prompt,
+                chunks,
+                results,
+                target.path,
+                target.format,
+            )
+            tally = RowTally.of(results)
+        if replaced:
+            log.warning(
+                "%s already has %s: the output has this run's instead.",
+                workload.source.path,
+                ", ".join(replaced),
+            )
+        failed = any(c.status in (ChunkStatus.FAILED, ChunkStatus.HALTED) for c in chunks)
+        status = JobStatus.FAILED if failed else JobStatus.DONE
+        s.ledger.set_job(job.id, status=status, output_path=str(target.path))
+        summary = summarise(job, chunks, tally, s.ledger, str(target.path), status, notes=notes)
+        errors_log = target.path.with_name(target.path.name + ".errors.log")
+        if summary.errors:
+            errors_log.write_text("\n".join(summary.errors) + "\n", encoding="utf-8")
+        else:
+            errors_log.unlink(missing_ok=True)
+            if not (failed or summary.failed):
+                files.remove_temporary()
+        return summary
+
+    def _finished(self, item: _Prepared, notes: list[str]) -> RunSummary:
+        """A finished job whose stored results were cleaned: summarise from its graded file,
+        and copy that file where this run writes (the same rows and answers)."""
+        s = self.s
+        job, target = item.job, item.target
+        chunks = s.ledger.chunks(job.id)
+        written = Path(job.output_path) if job.output_path else None
+        if written is None or not written.exists():
+            raise UsageError(
+                f"Job {job.id} is finished, and both its stored results and its graded file "
+                f"({written}) are gone.",
+                hint="Pass --force to grade the file again.",
+            )
+        if target.path != written:
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(target.path) as tmp:
+                if format_of(written) == target.format:  # the same bytes
+                    shutil.copyfile(written, tmp)
+                else:
+                    sink_rows(scan_table(written, format_of(written)), tmp, target.format)
+        tally = RowTally.of_graded_file(written, None, job.id)
+        return summarise(job, chunks, tally, s.ledger, str(target.path), job.status, notes=notes)
+
+
+def _job_running(ledger: Ledger, state_dir: Path, job_id: str) -> bool:
+    job = ledger.job(job_id)
+    return job is not None and is_running(state_dir, job.fingerprint)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def _script(db: sqlite3.Connection, sql: str) -> None:
+    """Run a script's statements one by one, inside the caller's transaction
+    (``executescript`` would commit first)."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 def migration(fn: Migration) -> Migration:
@@ -17,7 +26,8 @@ def migration(fn: Migration) -> Migration:
 
 @migration
 def m001_initial(db: sqlite3.Connection) -> None:
-    db.executescript(
+    _script(
+        db,
         """
         CREATE TABLE jobs (
             id TEXT PRIMARY KEY,
@@ -93,7 +103,7 @@ def m001_initial(db: sqlite3.Connection) -> None:
             enqueued_tokens INTEGER NOT NULL,
             updated_at TEXT NOT NULL
         );
-        """
+        """,
     )
 
 
@@ -102,21 +112,73 @@ def m002_usage_by_job(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX usage_job ON usage_events (job_id)")
 
 
+@migration
+def m003_provider_seam(db: sqlite3.Connection) -> None:
+    """Provider-neutral names: a chunk's prepared input, a batch's result handles;
+    chunk modes; usage tiers, executors, providers and cache writes."""
+    _script(
+        db,
+        """
+        ALTER TABLE chunks RENAME COLUMN input_file_id TO prepared_ref;
+        ALTER TABLE chunks ADD COLUMN mode TEXT NOT NULL DEFAULT 'batch';
+        UPDATE chunks SET status = 'prepared' WHERE status = 'uploaded';
+        ALTER TABLE jobs ADD COLUMN provider TEXT NOT NULL DEFAULT 'openai';
+        CREATE TABLE batches_new (
+            id TEXT PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            chunk_idx INTEGER NOT NULL,
+            status TEXT NOT NULL,
+            input_ref TEXT,
+            results TEXT NOT NULL DEFAULT '[]',
+            total INTEGER NOT NULL DEFAULT 0,
+            completed INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0,
+            remote_deleted INTEGER NOT NULL DEFAULT 0,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        INSERT INTO batches_new (id, job_id, chunk_idx, status, input_ref, results, total,
+                                 completed, failed, created_at, updated_at)
+            SELECT id, job_id, chunk_idx, status, input_file_id,
+                   json_array(output_file_id, error_file_id), total, completed, failed,
+                   created_at, updated_at FROM batches;
+        DROP TABLE batches;
+        ALTER TABLE batches_new RENAME TO batches;
+        CREATE INDEX batches_job ON batches (job_id);
+        ALTER TABLE usage_events ADD COLUMN cache_write_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE usage_events ADD COLUMN provider TEXT NOT NULL DEFAULT 'openai';
+        ALTER TABLE usage_events ADD COLUMN tier TEXT NOT NULL DEFAULT 'batch';
+        ALTER TABLE usage_events ADD COLUMN executor TEXT NOT NULL DEFAULT 'batch';
+        """,
+    )
+    # json_array keeps nulls: drop them from the result handles.
+    rows = db.execute("SELECT id, results FROM batches").fetchall()
+    for batch_id, results in rows:
+        handles = [h for h in json.loads(results) if h]
+        db.execute("UPDATE batches SET results = ? WHERE id = ?", (json.dumps(handles), batch_id))
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
-    """Apply every migration not yet applied; returns the names applied now."""
+    """Apply every migration not yet applied, each in its own transaction; returns the
+    names applied now. Two processes opening a new ledger at once apply each step once."""
     db.execute(
         "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
     )
-    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
     applied = []
     for name, fn in MIGRATIONS:
-        if name in done:
-            continue
-        with db:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone():
+                db.execute("COMMIT")
+                continue
             fn(db)
             db.execute(
                 "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
                 (name, datetime.now(UTC).isoformat()),
             )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         applied.append(name)
     return applied

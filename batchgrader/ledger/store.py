@@ -1,94 +1,66 @@
 """The local ledger: jobs, chunks, provider batches, usage events (SQLite, WAL).
 
 Every fact that money depends on is written here before the next step relies on it:
-the uploaded file id right after upload, an intent before ``create``, the batch id
+the prepared input right after it is sent, an intent before ``create``, the batch id
 right after ``create`` returns and before the first poll. Several batchgrader processes
-may share one ledger (WAL mode, a busy timeout, short transactions).
+may share one ledger (WAL mode, a busy timeout, short transactions); a budget check and
+the commitment it allows are one transaction, so two runs cannot pass a budget together.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
+from batchgrader.errors import LedgerError
 from batchgrader.ledger.migrations import migrate
+from batchgrader.ledger.records import (
+    ChunkMode,
+    ChunkRow,
+    ChunkStatus,
+    JobRow,
+    JobStatus,
+    UsageEvent,
+)
+
+__all__ = ["ChunkRow", "JobRow", "Ledger", "UsageEvent", "ledger_error", "now_iso"]
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-@dataclass
-class JobRow:
-    id: str
-    fingerprint: str
-    input_path: str
-    input_hash: str
-    model: str
-    endpoint: str
-    request_settings: str
-    output_path: str | None
-    status: str  # running | done | failed | cancelled
-    rows: int
-    created_at: str
-    updated_at: str
+def _job(row: sqlite3.Row) -> JobRow:
+    values = {f.name: row[f.name] for f in fields(JobRow)}
+    values["status"] = JobStatus(values["status"])
+    return JobRow(**values)
 
 
-@dataclass
-class ChunkRow:
-    job_id: str
-    idx: int
-    first_row: int
-    last_row: int
-    requests: int
-    tokens: int
-    bytes: int
-    request_file: str
-    # pending | uploaded | creating | submitted | done | failed | halted
-    status: str
-    input_file_id: str | None
-    batch_id: str | None
-    attempt: int
-    intent_at: int | None
-    error: str | None
-    result_file: str | None
-    updated_at: str
+def _chunk(row: sqlite3.Row) -> ChunkRow:
+    values = {f.name: row[f.name] for f in fields(ChunkRow)}
+    values["status"] = ChunkStatus(values["status"])
+    values["mode"] = ChunkMode(values["mode"])
+    return ChunkRow(**values)
 
 
-@dataclass
-class UsageEvent:
-    timestamp: str
-    batch_id: str
-    job_id: str | None
-    source_file: str | None
-    api_key_prefix: str | None
-    base_url_host: str | None
-    model: str
-    endpoint: str | None
-    input_tokens: int
-    cached_input_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-    total_tokens: int
-    cost: Decimal | None
-    committed: bool
-    requests_completed: int
-    requests_failed: int
-
-
-def _row(cls: type[Any], row: sqlite3.Row) -> Any:
-    return cls(**{f.name: row[f.name] for f in fields(cls)})
+def _event(row: sqlite3.Row) -> UsageEvent:
+    values = {f.name: row[f.name] for f in fields(UsageEvent)}
+    values["cost"] = Decimal(values["cost"]) if values["cost"] is not None else None
+    values["committed"] = bool(values["committed"])
+    return UsageEvent(**values)
 
 
 class Ledger:
-    """Access to one ledger database."""
+    """Access to one ledger database (a context manager: closed on exit)."""
 
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self.db = db
@@ -96,19 +68,38 @@ class Ledger:
 
     @classmethod
     def open(cls, path: Path) -> Ledger:
-        """Open (creating with user-only permissions) and migrate the ledger."""
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            path.touch(mode=0o600)
-        db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA busy_timeout=30000")
-        # WAL with synchronous=NORMAL survives any process crash; after a power loss the
-        # last commits may be missing, and a batch id lost so is found again by metadata.
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        migrate(db)
+        """Open (creating with user-only permissions) and migrate the ledger.
+
+        A ledger that cannot be used (a folder, not a database, read-only, no room) is a
+        ``LedgerError`` naming the file: one line, exit 2, nothing submitted.
+        """
+        try:
+            if path.is_dir():
+                raise LedgerError(
+                    f"The ledger {path} is a folder, not a database file.",
+                    hint="Move it away, or point paths.state_dir elsewhere.",
+                )
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not path.exists():
+                path.touch(mode=0o600)
+            db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        except OSError as exc:
+            raise LedgerError(
+                f"The ledger {path} cannot be opened: {exc.strerror or exc}.",
+                hint="Check that paths.state_dir is a writable folder.",
+            ) from None
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=30000")
+            # WAL with synchronous=NORMAL survives any process crash; after a power loss
+            # the last commits may be missing, and a batch id lost so is found again.
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            migrate(db)
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            raise ledger_error(path, exc) from None
         for suffix in ("", "-wal", "-shm"):
             side = Path(str(path) + suffix)
             if side.exists():
@@ -117,6 +108,17 @@ class Ledger:
 
     def close(self) -> None:
         self.db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -138,25 +140,39 @@ class Ledger:
 
     def job(self, job_id: str) -> JobRow | None:
         row = self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _row(JobRow, row) if row else None
+        return _job(row) if row else None
 
     def job_by_fingerprint(self, fingerprint: str) -> JobRow | None:
         row = self.db.execute(
-            "SELECT * FROM jobs WHERE fingerprint = ? AND status != 'superseded' "
-            "ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            "SELECT * FROM jobs WHERE fingerprint = ? AND status NOT IN ('superseded', 'refused')"
+            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
             (fingerprint,),
         ).fetchone()
-        return _row(JobRow, row) if row else None
+        return _job(row) if row else None
+
+    def jobs_by_output(self, output_path: str) -> list[JobRow]:
+        """Jobs that wrote the graded file ``output_path`` (newest first)."""
+        rows = self.db.execute(
+            "SELECT * FROM jobs WHERE output_path = ? ORDER BY created_at DESC, rowid DESC",
+            (output_path,),
+        ).fetchall()
+        return [_job(r) for r in rows]
 
     def jobs(self, *, include_finished: bool = True) -> list[JobRow]:
         query = "SELECT * FROM jobs"
         if not include_finished:
             query += " WHERE status = 'running'"
         rows = self.db.execute(query + " ORDER BY created_at DESC, rowid DESC").fetchall()
-        return [_row(JobRow, r) for r in rows]
+        return [_job(r) for r in rows]
 
     def set_job(self, job_id: str, **values: Any) -> None:
         _update(self.db, "jobs", "id = ?", (job_id,), values)
+
+    def remove_job(self, job_id: str) -> None:
+        """Forget a job that never sent anything (a refused run)."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM chunks WHERE job_id = ?", (job_id,))
+            db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     # --- chunks ---------------------------------------------------------------------
 
@@ -164,7 +180,13 @@ class Ledger:
         rows = self.db.execute(
             "SELECT * FROM chunks WHERE job_id = ? ORDER BY idx", (job_id,)
         ).fetchall()
-        return [_row(ChunkRow, r) for r in rows]
+        return [_chunk(r) for r in rows]
+
+    def chunk(self, job_id: str, idx: int) -> ChunkRow:
+        row = self.db.execute(
+            "SELECT * FROM chunks WHERE job_id = ? AND idx = ?", (job_id, idx)
+        ).fetchone()
+        return _chunk(row)
 
     def set_chunk(self, job_id: str, idx: int, **values: Any) -> None:
         _update(self.db, "chunks", "job_id = ? AND idx = ?", (job_id, idx), values)
@@ -183,30 +205,28 @@ class Ledger:
         chunk_idx: int,
         status: str,
         *,
-        input_file_id: str | None = None,
-        output_file_id: str | None = None,
-        error_file_id: str | None = None,
+        input_ref: str | None = None,
+        results: Sequence[str] = (),
         total: int = 0,
         completed: int = 0,
         failed: int = 0,
     ) -> None:
         stamp = now_iso()
         self.db.execute(
-            "INSERT INTO batches (id, job_id, chunk_idx, status, input_file_id, output_file_id,"
-            " error_file_id, total, completed, failed, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO batches (id, job_id, chunk_idx, status, input_ref, results,"
+            " total, completed, failed, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (id) DO UPDATE SET status = excluded.status,"
-            " output_file_id = excluded.output_file_id, error_file_id = excluded.error_file_id,"
-            " total = excluded.total, completed = excluded.completed, failed = excluded.failed,"
+            " results = excluded.results, total = excluded.total,"
+            " completed = excluded.completed, failed = excluded.failed,"
             " updated_at = excluded.updated_at",
             (
                 batch_id,
                 job_id,
                 chunk_idx,
                 status,
-                input_file_id,
-                output_file_id,
-                error_file_id,
+                input_ref,
+                json.dumps(list(results)),
                 total,
                 completed,
                 failed,
@@ -220,16 +240,36 @@ class Ledger:
             "SELECT * FROM batches WHERE job_id = ? ORDER BY created_at, rowid", (job_id,)
         ).fetchall()
 
+    def mark_deleted(self, batch_id: str) -> None:
+        """The batch's files at the provider are deleted (nothing left to clean there)."""
+        self.db.execute("UPDATE batches SET remote_deleted = 1 WHERE id = ?", (batch_id,))
+
+    def batch_ids(self) -> frozenset[str]:
+        """Every batch id the ledger knows (a lost create never adopts one of these)."""
+        return frozenset(r[0] for r in self.db.execute("SELECT id FROM batches"))
+
     # --- usage ----------------------------------------------------------------------
 
-    def commit_usage(self, event: UsageEvent) -> None:
-        """Record a submitted batch's estimated spend (committed, not yet actual)."""
+    def commit_usage(
+        self,
+        event: UsageEvent,
+        *,
+        within: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> None:
+        """Record a batch's estimated spend (committed, not yet actual).
+
+        ``within`` runs first in the same transaction (a budget check that raises
+        ``BudgetExceeded``), so a check and the commitment it allows are one step.
+        """
         values = _usage_values(event, committed=True)
-        self.db.execute(
-            f"INSERT OR IGNORE INTO usage_events ({', '.join(values)})"
-            f" VALUES ({', '.join('?' * len(values))})",
-            tuple(values.values()),
-        )
+        with self.transaction() as db:
+            if within is not None:
+                within(db)
+            db.execute(
+                f"INSERT OR IGNORE INTO usage_events ({', '.join(values)})"
+                f" VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
 
     def record_usage(self, event: UsageEvent) -> bool:
         """Record a collected batch's actual usage, once per batch id.
@@ -258,6 +298,13 @@ class Ledger:
             "DELETE FROM usage_events WHERE batch_id = ? AND committed = 1", (batch_id,)
         )
 
+    def move_usage(self, old_id: str, new_id: str) -> None:
+        """Give a committed estimate (made before ``create``) its batch's id."""
+        self.db.execute(
+            "UPDATE usage_events SET batch_id = ? WHERE batch_id = ? AND committed = 1",
+            (new_id, old_id),
+        )
+
     def usage_events(
         self, since: str | None = None, until: str | None = None, job_id: str | None = None
     ) -> list[UsageEvent]:
@@ -272,13 +319,7 @@ class Ledger:
             query += " AND timestamp < ?"
             args.append(until)
         rows = self.db.execute(query + " ORDER BY timestamp, id", args).fetchall()
-        events = []
-        for r in rows:
-            event = _row(UsageEvent, r)
-            event.cost = Decimal(r["cost"]) if r["cost"] is not None else None
-            event.committed = bool(r["committed"])
-            events.append(event)
-        return events
+        return [_event(r) for r in rows]
 
     # --- learned limits -------------------------------------------------------------
 
@@ -295,6 +336,35 @@ class Ledger:
             " updated_at = excluded.updated_at",
             (model, enqueued_tokens, now_iso()),
         )
+
+    def learned_limits(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT model, enqueued_tokens FROM learned_limits").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def forget_limits(self, model: str | None = None) -> int:
+        """Forget learned enqueued-token limits (of one model, or all); returns how many."""
+        if model is None:
+            cursor = self.db.execute("DELETE FROM learned_limits")
+        else:
+            cursor = self.db.execute("DELETE FROM learned_limits WHERE model = ?", (model,))
+        return cursor.rowcount
+
+
+def ledger_error(path: Path, exc: sqlite3.Error) -> LedgerError:
+    """A ledger that cannot be used, as one line for the user."""
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return LedgerError(
+            f"The ledger {path} is not a batchgrader database (SQLite: {text}).",
+            hint="Move it away (a new ledger is created), or point paths.state_dir elsewhere.",
+        )
+    if "readonly" in text or "read-only" in text:
+        return LedgerError(
+            f"The ledger {path} is read-only.", hint="Make it writable by you, or move it away."
+        )
+    if "full" in text:
+        return LedgerError(f"No room left to write the ledger {path} ({text}).")
+    return LedgerError(f"The ledger {path} cannot be used: {text}.")
 
 
 def _usage_values(event: UsageEvent, *, committed: bool) -> dict[str, Any]:

@@ -20,21 +20,23 @@ Days and months are UTC. The core only decides; asking the user is left to the C
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
 
 from pydantic import BaseModel
 
 from batchgrader.errors import BudgetExceeded
-from batchgrader.ledger.store import ChunkRow, JobRow, Ledger, UsageEvent
+from batchgrader.ledger.records import ChunkRow, ChunkStatus, JobRow, UsageEvent
+from batchgrader.ledger.store import Ledger, now_iso
 from batchgrader.money.costs import as_utc, day_start, month_start, select
+from batchgrader.money.pricing import Usage, cost
 from batchgrader.planning.estimate import estimate_cost, expected_output_tokens
-from batchgrader.prompting.spec import RequestSpec
+from batchgrader.planning.spec import RequestSpec
 from batchgrader.settings import BudgetSettings, Settings
 
 #: Chunk states whose spend is not in the ledger yet.
-NEW_WORK = frozenset({"pending", "uploaded", "creating"})
+NEW_WORK = frozenset({ChunkStatus.PENDING, ChunkStatus.PREPARED, ChunkStatus.CREATING})
 _HINT = "Pass --yes to submit anyway, or raise the limit (see: batchgrader config show)."
 
 
@@ -181,6 +183,81 @@ def check_run(
     expected = expected_output_tokens(spec, settings.request.expected_output_tokens)
     estimate = estimate_run(new_chunks(ledger, jobs), spec, expected)
     return check_budget(estimate, settings.budget, ledger.usage_events(), now=now)
+
+
+#: The id prefix of a run's budget reservations (committed usage before any create).
+RESERVATION = "reserve:"
+
+
+def reserve_run(
+    ledger: Ledger,
+    jobs: Sequence[JobRow],
+    spec: RequestSpec,
+    settings: Settings,
+    *,
+    now: datetime,
+    enforce: bool,
+    stale: Callable[[str], bool],
+) -> BudgetCheck:
+    """Check the budgets and reserve this run's worst case, in one ledger transaction.
+
+    Two runs sharing a ledger therefore cannot pass a budget together: the second sees
+    the first's reservation. Reservations of jobs no process is running (``stale``: a
+    run killed before it released them) are dropped first. With ``enforce`` off
+    (``--yes``), the check still reports but never refuses.
+    """
+    mine = {job.id for job in jobs}
+    with ledger.transaction() as db:
+        rows = db.execute(
+            "SELECT DISTINCT job_id FROM usage_events WHERE batch_id LIKE ? AND committed = 1",
+            (RESERVATION + "%",),
+        ).fetchall()
+        for (job_id,) in rows:
+            if job_id in mine or job_id is None or stale(job_id):
+                db.execute(
+                    "DELETE FROM usage_events WHERE job_id IS ? AND batch_id LIKE ?",
+                    (job_id, RESERVATION + "%"),
+                )
+        check = check_run(ledger, jobs, spec, settings, now=now)
+        if enforce:
+            check.raise_if_refused()
+        price = spec.price
+        for chunk in new_chunks(ledger, jobs):
+            worst = Usage(
+                input_tokens=chunk.tokens,
+                output_tokens=chunk.requests * spec.options.max_tokens,
+            )
+            values = {
+                "timestamp": now_iso(),
+                "batch_id": f"{RESERVATION}{chunk.job_id}:{chunk.idx}",
+                "job_id": chunk.job_id,
+                "model": price.model if price else spec.options.model,
+                "input_tokens": worst.input_tokens,
+                "cached_input_tokens": 0,
+                "output_tokens": worst.output_tokens,
+                "reasoning_tokens": 0,
+                "total_tokens": worst.total_tokens,
+                "cost": str(cost(price, worst)) if price else None,
+                "committed": 1,
+                "requests_completed": 0,
+                "requests_failed": 0,
+                "provider": spec.provider.name,
+            }
+            db.execute(
+                f"INSERT OR REPLACE INTO usage_events ({', '.join(values)})"
+                f" VALUES ({', '.join('?' * len(values))})",
+                tuple(values.values()),
+            )
+    return check
+
+
+def release_reservations(ledger: Ledger, job_ids: Iterable[str]) -> None:
+    """Drop what a run reserved and did not submit (called when a run ends)."""
+    for job_id in job_ids:
+        ledger.db.execute(
+            "DELETE FROM usage_events WHERE job_id = ? AND batch_id LIKE ? AND committed = 1",
+            (job_id, RESERVATION + "%"),
+        )
 
 
 def _unpriced(estimate: RunEstimate, setting: str) -> str:

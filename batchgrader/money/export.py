@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from batchgrader.data.files import atomic_path
+from batchgrader.data.atomic import atomic_path
 from batchgrader.errors import OutputExistsError
 from batchgrader.ledger.store import UsageEvent
 from batchgrader.money.costs import CostReport, Usage

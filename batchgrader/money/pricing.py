@@ -14,6 +14,7 @@ import io
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 
@@ -39,6 +40,8 @@ class Rates:
     input: Decimal
     cached_input: Decimal
     output: Decimal
+    #: Anthropic's cache-write price; None: writes cost as input (OpenAI).
+    cache_write: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -53,14 +56,36 @@ class Price:
         return self.batch if batch else self.standard
 
 
+class Tier(StrEnum):
+    """How requests are billed: Batch API rates, standard synchronous rates, or flex.
+
+    OpenAI's flex processing is billed at Batch API rates.
+    """
+
+    BATCH = "batch"
+    STANDARD = "standard"
+    FLEX = "flex"
+
+    @property
+    def batch_rates(self) -> bool:
+        return self is not Tier.STANDARD
+
+
 @dataclass(frozen=True)
 class Usage:
-    """Tokens of one or many requests (cached and reasoning tokens are subsets)."""
+    """Tokens of one or many requests.
+
+    ``input_tokens`` is every input token, cached or not (Anthropic's uncached,
+    cache-read and cache-write tokens are added up by its provider);
+    ``cached_input_tokens`` (cache reads) and ``cache_write_tokens`` are parts of it,
+    ``reasoning_tokens`` a part of ``output_tokens``.
+    """
 
     input_tokens: int = 0
     cached_input_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:
@@ -72,16 +97,19 @@ class Usage:
             self.cached_input_tokens + other.cached_input_tokens,
             self.output_tokens + other.output_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
+            self.cache_write_tokens + other.cache_write_tokens,
         )
 
 
-def cost(price: Price, usage: Usage, *, batch: bool = True) -> Decimal:
-    """Exact cost of ``usage``; cached input is billed at its own rate."""
-    rates = price.rates(batch=batch)
+def cost(price: Price, usage: Usage, *, tier: Tier = Tier.BATCH) -> Decimal:
+    """Exact cost of ``usage`` at ``tier``; cache reads and writes at their own rates."""
+    rates = price.rates(batch=tier.batch_rates)
     cached = min(usage.cached_input_tokens, usage.input_tokens)
+    written = min(usage.cache_write_tokens, usage.input_tokens - cached)
     total = (
-        (usage.input_tokens - cached) * rates.input
+        (usage.input_tokens - cached - written) * rates.input
         + cached * rates.cached_input
+        + written * (rates.cache_write if rates.cache_write is not None else rates.input)
         + usage.output_tokens * rates.output
     )
     return total / PER_TOKENS

@@ -16,10 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from batchgrader.money.pricing import Usage, cost
-from batchgrader.prompting.spec import RequestSpec
-from batchgrader.prompting.tokens import Counter, context_window
-from batchgrader.prompting.workload import RowBatch, Workload
+from batchgrader.money.pricing import Tier, Usage, cost
+from batchgrader.planning.spec import RequestSpec
+from batchgrader.planning.workload import RowBlock, Workload
 
 #: Tokens assumed per free-text field of the answer (reasoning, comments).
 TOKENS_PER_TEXT_FIELD = 60
@@ -71,7 +70,7 @@ def expected_output_tokens(spec: RequestSpec, override: int | None) -> int:
     """Tokens of a typical answer, capped by max_tokens_per_response."""
     if override is not None:
         return min(override, spec.options.max_tokens)
-    counter: Counter = spec.counter
+    counter = spec.counter
     if not spec.options.structured:
         return min(counter.count(str(spec.prompt.scale.max)), spec.options.max_tokens)
     schema = spec.prompt.answer_schema()
@@ -102,7 +101,7 @@ class _Tally:
         self.over_context = 0
         self._limit = None if window is None else window - max_output
 
-    def add(self, batch: RowBatch) -> None:
+    def add(self, batch: RowBlock) -> None:
         self.rows += batch.n_rows
         self.skipped += len(batch.skipped)
         self.requests += len(batch.rows)
@@ -120,20 +119,20 @@ def count_files(
     paths: Iterable[Path], spec: RequestSpec, expected_override: int | None
 ) -> CountReport:
     """Count every file; each is fully validated before the next is opened."""
-    window = context_window(spec.options.model)
+    window = spec.context_window
     expected = expected_output_tokens(spec, expected_override)
     files: list[FileCount] = []
     for path in paths:
         workload = Workload.of(path, spec)
         tally = _Tally(window, spec.options.max_tokens)
-        for batch in workload.batches():
+        for batch in workload.blocks():
             tally.add(batch)
         files.append(_file_count(str(path), tally, expected, spec))
     total = _total(files, spec) if len(files) > 1 else None
     return CountReport(
         model=spec.options.model,
         priced_as=spec.price.model if spec.price else None,
-        encoding=spec.counter.encoding,
+        encoding=spec.counter.name,
         endpoint=spec.options.endpoint,
         prompt=spec.prompt.name,
         context_window=window,
@@ -152,7 +151,7 @@ def estimate_cost(
     batch_in = cost(price, Usage(input_tokens=input_tokens))
     exp_out = cost(price, Usage(output_tokens=output_expected))
     worst_out = cost(price, Usage(output_tokens=output_worst))
-    sync_in = cost(price, Usage(input_tokens=input_tokens), batch=False)
+    sync_in = cost(price, Usage(input_tokens=input_tokens), tier=Tier.STANDARD)
     return CostEstimate(
         input=batch_in,
         output_expected=exp_out,
@@ -160,8 +159,9 @@ def estimate_cost(
         total_expected=batch_in + exp_out,
         total_worst=batch_in + worst_out,
         sync_total_expected=sync_in
-        + cost(price, Usage(output_tokens=output_expected), batch=False),
-        sync_total_worst=sync_in + cost(price, Usage(output_tokens=output_worst), batch=False),
+        + cost(price, Usage(output_tokens=output_expected), tier=Tier.STANDARD),
+        sync_total_worst=sync_in
+        + cost(price, Usage(output_tokens=output_worst), tier=Tier.STANDARD),
     )
 
 

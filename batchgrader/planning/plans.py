@@ -20,9 +20,8 @@ from pydantic import BaseModel
 from batchgrader.errors import PlanError
 from batchgrader.planning.chunking import Chunk, ChunkPlanner, Limits, forced_boundaries
 from batchgrader.planning.estimate import CostEstimate, estimate_cost, expected_output_tokens
-from batchgrader.prompting.spec import RequestSpec
-from batchgrader.prompting.tokens import context_window
-from batchgrader.prompting.workload import Workload
+from batchgrader.planning.spec import RequestSpec
+from batchgrader.planning.workload import Workload
 from batchgrader.settings import Settings
 
 
@@ -76,7 +75,7 @@ def write_plan(
     handle: IO[bytes] | None = None
     requests = tokens = skipped = 0
     try:
-        for batch in workload.batches(with_lines=True):
+        for batch in workload.blocks(with_lines=True):
             assert batch.lines is not None
             skip_iter = iter(batch.skipped)
             next_skip = next(skip_iter, None)
@@ -124,18 +123,25 @@ def write_plan(
     )
 
 
-def limits_for(settings: Settings, model: str, learned_enqueued: int | None = None) -> Limits:
-    """The chunk limits in force for ``model``."""
+def enqueued_cap(settings: Settings, model: str, learned: int | None) -> int | None:
+    """The enqueued-token cap in force: the configured one wins over a learned one."""
     configured = settings.run.max_enqueued_tokens.get(model)
-    caps = [c for c in (configured, learned_enqueued) if c is not None]
-    window = context_window(model)
+    return configured if configured is not None else learned
+
+
+def limits_for(
+    settings: Settings, spec: RequestSpec, learned_enqueued: int | None = None
+) -> Limits:
+    """The chunk limits in force for the spec's model at its provider."""
+    window = spec.context_window
+    batch = spec.provider.limits
     return Limits(
         tokens=settings.chunking.split_token_limit,
         rows=settings.chunking.split_row_limit,
-        enqueued_tokens=min(caps) if caps else None,
-        context_tokens=(
-            None if window is None else window - settings.request.max_tokens_per_response
-        ),
+        enqueued_tokens=enqueued_cap(settings, spec.options.model, learned_enqueued),
+        context_tokens=None if window is None else window - spec.options.max_tokens,
+        max_requests=batch.max_requests,
+        max_bytes=batch.max_bytes,
     )
 
 
@@ -151,7 +157,7 @@ class DryRun(BaseModel):
 
 def dry_run(paths: list[Path], spec: RequestSpec, settings: Settings) -> DryRun:
     """Write the exact request files ``grade`` would upload, one folder per input."""
-    limits = limits_for(settings, spec.options.model)
+    limits = limits_for(settings, spec)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workloads = [Workload.of(path, spec) for path in paths]
     plans = []

@@ -28,11 +28,13 @@ from typing import IO
 
 from pydantic import BaseModel
 
-from batchgrader.data.files import APPENDABLE, InputFile, append_rows, atomic_path, sink_rows
+from batchgrader.data.atomic import atomic_path
+from batchgrader.data.reading import InputFile
+from batchgrader.data.writing import APPENDABLE, append_rows, sink_rows
 from batchgrader.errors import InputFileError, OutputExistsError, UsageError
 from batchgrader.planning.chunking import Chunk, ChunkPlanner, Limits
-from batchgrader.prompting.spec import RequestSpec
-from batchgrader.prompting.workload import Workload
+from batchgrader.planning.spec import RequestSpec
+from batchgrader.planning.workload import Workload
 from batchgrader.settings import ChunkingSettings
 
 log = logging.getLogger(__name__)
@@ -134,7 +136,7 @@ def split_files(
     sizes = None if dry_run else _write_all(plans)
     return SplitReport(
         model=spec.options.model,
-        encoding=spec.counter.encoding,
+        encoding=spec.counter.name,
         prompt=spec.prompt.name,
         limits=SplitLimits(rows=limits.rows, tokens=limits.tokens),
         dry_run=dry_run,
@@ -154,7 +156,7 @@ def _plan(workload: Workload, limits: Limits, out_dir: Path | None) -> _Plan:
     """Count every request and cut the rows into parts (the first, validating pass)."""
     planner = ChunkPlanner(limits)
     requests: list[int] = []
-    for batch in workload.batches(batch_rows=_batch_rows(workload.source)):
+    for batch in workload.blocks(batch_rows=_batch_rows(workload.source)):
         tokens: list[int | None] = [None] * batch.n_rows  # None: a blank row, not sent
         for row, count in zip(batch.rows, batch.tokens, strict=True):
             tokens[row - batch.first_row] = count

@@ -108,6 +108,12 @@ class Prompt:
     examples: str = ""
     warnings: tuple[str, ...] = field(default=())
 
+    def with_instruction(self, instruction: str) -> Prompt:
+        """This prompt with ``instruction`` appended to its system message."""
+        literal = instruction.replace("{", "{{").replace("}", "}}")
+        source = f"{self.system.source}\n\n{literal}" if self.system.source else literal
+        return replace(self, system=Template.parse(source, "system template"))
+
     def columns(self, text_column: str) -> list[str]:
         """Input columns the templates read, the graded column first."""
         names = [text_column]

@@ -117,10 +117,16 @@ def _token_length(name: str) -> Callable[[str], int]:
 
 @dataclass(frozen=True)
 class Counter:
-    """Counts request tokens for one model."""
+    """Counts request tokens exactly for one model, with its tiktoken encoding."""
 
     encoding: str
     threads: int
+    kind: str = "exact"
+    error_band: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.encoding
 
     @classmethod
     def for_model(cls, model: str, threads: int | None = None) -> Counter:

@@ -15,7 +15,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from batchgrader.execution.batch import ChunkEvent
+from batchgrader.execution.events import ChunkEvent
 from batchgrader.render.tables import money
 
 #: Statuses after which a chunk's clock stops.
@@ -48,12 +48,11 @@ class RunBoard:
         self._live: Live | None = None
 
     def __enter__(self) -> RunBoard:
-        if self.live_mode:
-            self._live = Live(
-                self._table(), console=self.console, refresh_per_second=4, transient=False
-            )
-            self._live.__enter__()
-        return self
+        return self  # the live table starts with the first event (after any question)
+
+    def _start(self) -> None:
+        self._live = Live(self._table(), console=self.console, refresh_per_second=4)
+        self._live.__enter__()
 
     def __exit__(
         self,
@@ -75,6 +74,8 @@ class RunBoard:
         else:
             self._ended.pop(key, None)
         self._rows[key] = event
+        if self.live_mode and self._live is None:
+            self._start()
         if self._live is not None:
             self._live.update(self._table())
         elif self.quiet:

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from batchgrader.config_report import ConfigReport, PathReport
 from batchgrader.execution.listing import JobDetail, JobList
+from batchgrader.execution.maintenance import CleanReport, ForgottenLimits
 from batchgrader.execution.run import RunReport
 from batchgrader.money.costs import CostReport, Usage
 from batchgrader.money.export import ExportResult
@@ -397,3 +398,20 @@ def _day_bar(group: Usage, top_cost: Decimal, top_tokens: int) -> Text:
 def export_note(result: ExportResult) -> Text:
     """One line saying what ``costs --export`` wrote."""
     return Text(f"Wrote {result.events:,} usage events to {result.path}.")
+
+
+def clean_report(report: CleanReport) -> Text:
+    text = Text(
+        f"Removed the files of {len(report.removed)} finished job(s); kept the row results "
+        f"of {len(report.kept_for_retry)} job(s) with failed rows (for --retry-failed)."
+    )
+    if report.remote_files_deleted:
+        text.append(f"\nDeleted {report.remote_files_deleted} file(s) left at the provider.")
+    return text
+
+
+def forgotten_limits(report: ForgottenLimits) -> Text:
+    if not report.forgotten:
+        return Text("No learned enqueued-token limit to forget.")
+    lines = [f"Forgot {model}: {tokens:,} tokens" for model, tokens in report.forgotten.items()]
+    return Text("\n".join(lines))

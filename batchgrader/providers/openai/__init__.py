@@ -1,1 +1,55 @@
-"""openai."""
+"""OpenAI's Batch API, and every server compatible with it (llama-stack, vLLM, ...).
+
+The SDK is imported by ``client`` alone, and only when a run needs the network.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from batchgrader.prompting.options import RequestOptions
+from batchgrader.prompting.prompts import Prompt
+from batchgrader.prompting.tokens import Counter
+from batchgrader.providers.base import BatchLimits
+from batchgrader.providers.openai.requests import CHAT, OpenAICodec
+from batchgrader.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from batchgrader.providers.openai.client import OpenAIBatches
+
+#: Batch API limits: 50,000 requests and 200 MB of input file per batch.
+LIMITS = BatchLimits(
+    max_requests=50_000,
+    max_bytes=200 * 1024 * 1024,
+    custom_id=re.compile(r"^.{1,512}$", re.DOTALL),
+)
+
+
+class OpenAIProvider:
+    """OpenAI (or a compatible server at ``api.base_url``)."""
+
+    name = "openai"
+    limits = LIMITS
+    default_endpoint = CHAT
+
+    def __init__(self, api: ApiSettings) -> None:
+        self.api = api
+
+    def codec(
+        self, options: RequestOptions, prompt: Prompt, *, max_usage: int | None = None
+    ) -> OpenAICodec:
+        return OpenAICodec(options, prompt, max_usage=max_usage)
+
+    def counter(self, model: str) -> Counter:
+        return Counter.for_model(model)
+
+    def batch_transport(self) -> OpenAIBatches:
+        # Imported here: the SDK takes about a second to import, and only the commands
+        # that talk to the provider should pay for it.
+        from batchgrader.providers.openai.client import OpenAIBatches
+
+        return OpenAIBatches(self.api)
+
+    def price_key(self, model: str) -> str:
+        return model

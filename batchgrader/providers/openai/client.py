@@ -1,16 +1,16 @@
 """The only module that imports ``openai``: files and batches on any compatible server.
 
-Every SDK error is translated into a batchgrader error the runner can act on:
+Every SDK error is translated into a batchgrader error the executor can act on:
 ``TransientApiError`` (retry later), ``EnqueuedTokenLimit`` (wait and resubmit),
-``QuotaExhausted`` (stop now) or ``ProviderError`` (a refusal worth reporting).
-``create`` runs without the SDK's automatic retries, because the API has no idempotency
-key: the runner decides, after a lost answer, whether the batch exists (``find``).
+``QuotaExhausted`` (stop now) or ``ProviderError`` (a refusal worth reporting). The
+SDK's own retries are off: the executor's one retry policy decides (a ``create`` in
+particular is never retried blindly, because the API has no idempotency key).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,40 +27,109 @@ from batchgrader.errors import (
     TransientApiError,
 )
 from batchgrader.masking import mask
+from batchgrader.money.pricing import Usage
 from batchgrader.providers.base import (
+    INPUT_MISSING,
+    TOKEN_LIMIT,
     BatchError,
     BatchInfo,
-    is_enqueued_limit,
-    parse_enqueued_limit,
+    BatchState,
+    BatchTag,
 )
 from batchgrader.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 
+STATES: dict[str, BatchState] = {
+    "validating": BatchState.RUNNING,
+    "in_progress": BatchState.RUNNING,
+    "finalizing": BatchState.RUNNING,
+    "cancelling": BatchState.CANCELLING,
+    "completed": BatchState.COMPLETED,
+    "failed": BatchState.FAILED,
+    "expired": BatchState.EXPIRED,
+    "cancelled": BatchState.CANCELLED,
+}
+_LIMIT_RE = re.compile(r"Limit:\s*([\d,]+)\s*enqueued tokens", re.IGNORECASE)
+_ENQUEUED_RE = re.compile(r"enqueued token|token_limit_exceeded", re.IGNORECASE)
+_MISSING_FILE_RE = re.compile(
+    r"cannot find (the )?file|file .{0,80}(not found|does not exist|could not be found)|"
+    r"no such file|input file .{0,40}(missing|unavailable)",
+    re.IGNORECASE,
+)
+_unknown_statuses: set[str] = set()
 
-def _file_id(value: str | None) -> str | None:
-    """Empty-string file ids mean "no file"."""
-    return value or None
+
+def parse_enqueued_limit(message: str) -> int | None:
+    """The limit stated in an enqueued-token message ("Limit: 2,000,000 enqueued tokens")."""
+    match = _LIMIT_RE.search(message)
+    return int(match.group(1).replace(",", "")) if match else None
+
+
+def is_enqueued_limit(code: str | None, message: str) -> bool:
+    return code == "token_limit_exceeded" or bool(_ENQUEUED_RE.search(message or ""))
+
+
+def state_of(status: str) -> BatchState:
+    """The core's state of an OpenAI status; an unknown one is logged once, still running."""
+    state = STATES.get(status)
+    if state is None:
+        if status not in _unknown_statuses:
+            _unknown_statuses.add(status)
+            log.warning("Unknown batch status %r: treated as still running.", status)
+        return BatchState.RUNNING
+    return state
+
+
+def _batch_error(code: str | None, message: str | None, line: int | None) -> BatchError:
+    message = message or ""
+    if is_enqueued_limit(code, message):
+        return BatchError(TOKEN_LIMIT, message, line, parse_enqueued_limit(message))
+    if _MISSING_FILE_RE.search(message) or code in ("file_not_found", "input_file_not_found"):
+        return BatchError(INPUT_MISSING, message, line)
+    return BatchError(code or "error", message, line)
+
+
+def _usage(batch: Any) -> Usage | None:
+    usage = getattr(batch, "usage", None)
+    if usage is None:
+        return None
+    try:
+        in_details = getattr(usage, "input_tokens_details", None)
+        out_details = getattr(usage, "output_tokens_details", None)
+        found = Usage(
+            input_tokens=int(usage.input_tokens),
+            cached_input_tokens=int(getattr(in_details, "cached_tokens", 0) or 0),
+            output_tokens=int(usage.output_tokens),
+            reasoning_tokens=int(getattr(out_details, "reasoning_tokens", 0) or 0),
+        )
+    except (TypeError, ValueError, AttributeError):
+        return None
+    values = (found.input_tokens, found.cached_input_tokens, found.output_tokens)
+    return None if min(values) < 0 else found
 
 
 def _info(batch: Any) -> BatchInfo:
     counts = batch.request_counts
-    errors: list[BatchError] = []
-    if batch.errors is not None and batch.errors.data:
-        for err in batch.errors.data:
-            errors.append(BatchError(err.code or "error", err.message or "", err.line))
+    errors = tuple(
+        _batch_error(err.code, err.message, err.line)
+        for err in ((batch.errors.data or []) if batch.errors is not None else [])
+    )
+    status = str(batch.status)
     return BatchInfo(
         id=batch.id,
-        status=batch.status,
+        status=status,
+        state=state_of(status),
         created_at=int(batch.created_at or 0),
-        input_file_id=_file_id(batch.input_file_id),
-        output_file_id=_file_id(batch.output_file_id),
-        error_file_id=_file_id(batch.error_file_id),
         total=int(counts.total or 0) if counts else 0,
         completed=int(counts.completed or 0) if counts else 0,
         failed=int(counts.failed or 0) if counts else 0,
-        errors=tuple(errors),
-        metadata=dict(batch.metadata or {}),
+        errors=errors,
+        expires_at=int(batch.expires_at) if getattr(batch, "expires_at", None) else None,
+        usage=_usage(batch),
+        results=tuple(f for f in (batch.output_file_id, batch.error_file_id) if f),
+        input_ref=batch.input_file_id or None,
+        tag=dict(batch.metadata or {}),
     )
 
 
@@ -83,23 +152,50 @@ def translate(exc: Exception, what: str) -> ProviderError:
             return EnqueuedTokenLimit(f"{what}: {message}", parse_enqueued_limit(message))
         if exc.status_code == 404:
             return FileMissing(f"{what}: {message}")
+        if exc.status_code == 400 and _MISSING_FILE_RE.search(message):
+            # The file was uploaded but is not visible to batches yet: worth retrying.
+            return TransientApiError(f"{what}: HTTP 400: {message}")
         if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
-            return TransientApiError(f"{what}: HTTP {exc.status_code}: {message}")
+            return TransientApiError(
+                f"{what}: HTTP {exc.status_code}: {message}",
+                retry_after=_retry_after(exc.response),
+            )
         if exc.status_code in (401, 403):
             return ProviderError(
                 f"{what}: HTTP {exc.status_code}: {message}",
                 hint="Check the API key (OPENAI_API_KEY) and its project's permissions.",
             )
         return ProviderError(f"{what}: HTTP {exc.status_code}: {message}")
-    if isinstance(exc, (openai.APIConnectionError, openai.APIResponseValidationError)):
+    if isinstance(exc, openai.APIConnectionError):
+        refused = isinstance(exc.__cause__, httpx2.ConnectError)
+        return TransientApiError(f"{what}: {type(exc).__name__}: {exc}", refused=refused)
+    if isinstance(exc, openai.APIResponseValidationError):
         return TransientApiError(f"{what}: {type(exc).__name__}: {exc}")
     if isinstance(exc, ValueError):  # malformed JSON body in a 200 answer
         return TransientApiError(f"{what}: malformed answer: {exc}")
     raise exc
 
 
-class BatchClient:
+def _retry_after(response: Any) -> float | None:
+    """Seconds a 429/503 asks to wait (``retry-after-ms`` or ``retry-after``)."""
+    headers = getattr(response, "headers", None) or {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            continue
+        if 0 <= seconds <= 3600:
+            return seconds
+    return None
+
+
+class OpenAIBatches:
     """Files and batches through the official SDK, pointed at any base URL."""
+
+    exact_find = True  # a batch's metadata names its job, chunk and attempt
 
     def __init__(self, api: ApiSettings) -> None:
         if api.key is None or not api.key.get_secret_value():
@@ -113,10 +209,10 @@ class BatchClient:
             organization=api.organization,
             project=api.project,
             timeout=api.timeout_seconds,
-            max_retries=api.max_retries,
+            max_retries=0,  # one retry policy, in the executor
         )
-        self._once = self._client.with_options(max_retries=0)
         self._secret = api.key.get_secret_value()
+        self.base_url = str(self._client.base_url)
 
     def _translate(self, exc: Exception, what: str) -> ProviderError:
         """``translate``, with the key masked: some servers quote it back in a 401."""
@@ -127,26 +223,30 @@ class BatchClient:
         return err
 
     def close(self) -> None:
-        """Close the HTTP connections (the retry-free view shares them)."""
         self._client.close()
 
-    def upload(self, path: Path) -> str:
+    def prepare(self, request_file: Path) -> str | None:
         """Upload a request file (purpose batch); returns its file id."""
         try:
-            with path.open("rb") as handle:
-                created = self._client.files.create(file=(path.name, handle), purpose="batch")
+            with request_file.open("rb") as handle:
+                created = self._client.files.create(
+                    file=(request_file.name, handle), purpose="batch"
+                )
         except (openai.OpenAIError, ValueError) as exc:
-            raise self._translate(exc, f"upload of {path.name}") from None
+            raise self._translate(exc, f"upload of {request_file.name}") from None
         return str(created.id)
 
-    def create(self, file_id: str, endpoint: str, metadata: Mapping[str, str]) -> BatchInfo:
-        """Create a batch, once (no automatic retry: see ``find``)."""
+    def create(
+        self, request_file: Path, prepared: str | None, endpoint: str, tag: BatchTag
+    ) -> BatchInfo:
+        """Create a batch, once (no automatic retry: see ``candidates``)."""
+        assert prepared is not None, "an OpenAI batch is created from an uploaded file"
         try:
-            batch = self._once.batches.create(
-                input_file_id=file_id,
+            batch = self._client.batches.create(
+                input_file_id=prepared,
                 endpoint=endpoint,  # type: ignore[arg-type]
                 completion_window="24h",
-                metadata=dict(metadata),
+                metadata=_metadata(tag),
             )
         except (openai.OpenAIError, ValueError) as exc:
             raise self._translate(exc, "batch create") from None
@@ -158,18 +258,20 @@ class BatchClient:
         except (openai.OpenAIError, ValueError) as exc:
             raise self._translate(exc, f"batch {batch_id}") from None
 
-    def find(self, metadata: Mapping[str, str], since: int) -> BatchInfo | None:
-        """The newest batch whose metadata holds ``metadata``, created at or after ``since``."""
+    def candidates(self, tag: BatchTag, known: frozenset[str]) -> list[BatchInfo]:
+        """The newest batch whose metadata is this tag's, created since the intent."""
+        wanted = _metadata(tag)
+        since = tag.intent_at - 300  # clocks differ: five minutes of slack
         try:
             for batch in self._client.batches.list(limit=100):
                 if batch.created_at < since:
-                    return None
+                    return []
                 meta = batch.metadata or {}
-                if all(meta.get(k) == v for k, v in metadata.items()):
-                    return _info(batch)
+                if all(meta.get(k) == v for k, v in wanted.items()) and batch.id not in known:
+                    return [_info(batch)]
         except (openai.OpenAIError, ValueError) as exc:
             raise self._translate(exc, "batch list") from None
-        return None
+        return []
 
     def cancel(self, batch_id: str) -> BatchInfo:
         try:
@@ -179,7 +281,17 @@ class BatchClient:
         except (openai.OpenAIError, ValueError) as exc:
             raise self._translate(exc, f"cancel of {batch_id}") from None
 
-    def download(self, file_id: str, dest: Path) -> None:
+    def download(self, info: BatchInfo, folder: Path, stem: str) -> list[Path]:
+        """The batch's output and error files under ``folder`` (kept ones are not fetched)."""
+        paths = []
+        for index, file_id in enumerate(info.results):
+            dest = folder / f"{stem}.{index}.jsonl"
+            if not dest.exists():
+                self._download(file_id, dest)
+            paths.append(dest)
+        return paths
+
+    def _download(self, file_id: str, dest: Path) -> None:
         """Stream a file's content to ``dest`` (atomically; never held whole in memory)."""
         tmp = dest.with_name(dest.name + ".part")
         try:
@@ -199,8 +311,26 @@ class BatchClient:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def delete_file(self, file_id: str) -> None:
-        try:
-            self._client.files.delete(file_id)
-        except (openai.OpenAIError, ValueError) as exc:
-            log.info("Could not delete %s: %s", file_id, self._translate(exc, "delete"))
+    def delete(self, info: BatchInfo | None, prepared: str | None) -> None:
+        """Delete the batch's input, output and error files (a failure is only logged)."""
+        ids = [prepared] if prepared else []
+        if info is not None:
+            ids.extend(f for f in (info.input_ref, *info.results) if f and f not in ids)
+        for file_id in ids:
+            try:
+                self._client.files.delete(file_id)
+            except (openai.OpenAIError, ValueError) as exc:
+                log.warning(
+                    "Could not delete file %s at the provider: %s",
+                    file_id,
+                    self._translate(exc, "delete").message,
+                )
+
+
+def _metadata(tag: BatchTag) -> dict[str, str]:
+    return {
+        "batchgrader_job": tag.job_id,
+        "chunk": str(tag.chunk),
+        "attempt": str(tag.attempt),
+        "source_file": tag.source_name[:500],
+    }

@@ -1,7 +1,7 @@
 """An input file as requests: rows rendered, counted and (when asked) serialised.
 
-``Workload.batches()`` streams the file in batches of rows and yields, per batch, the
-sendable rows' indices, exact request token counts and optionally their JSONL lines.
+``Workload.blocks()`` streams the file in blocks of rows and yields, per block, the
+sendable rows' indices, their request token counts and optionally their request lines.
 Rows whose text is null, empty or blank are skipped (never sent) or, with
 ``fail_on_empty``, stop the run naming the row. Memory stays flat in the file's size.
 """
@@ -15,17 +15,17 @@ from pathlib import Path
 
 import polars as pl
 
-from batchgrader.data.files import Format, InputFile, open_input, require_columns
+from batchgrader.data.reading import InputFile, open_input, require_columns
 from batchgrader.errors import InputFileError
+from batchgrader.planning.spec import RequestSpec
 from batchgrader.prompting.prompts import Prompt, check_placeholders
-from batchgrader.prompting.spec import RequestSpec
-from batchgrader.prompting.tokens import Counter
-from batchgrader.providers.openai import requests as batchfile
-from batchgrader.providers.openai.requests import LineBuilder, RequestOptions
+from batchgrader.providers.base import RequestCodec, TokenCounter, custom_id, id_width
 
 log = logging.getLogger(__name__)
 
 _ROLES = ("system", "user")
+#: Joins a folded system message to the user message (as the provider codecs do).
+FOLD = "\n\n"
 
 #: Input bytes per streamed batch, and the bounds on its rows. Smaller batches cost
 #: little speed (measured in docs/benchmarks.md) and keep the peak memory low.
@@ -35,8 +35,8 @@ MAX_BATCH_ROWS = 50_000
 
 
 @dataclass
-class RowBatch:
-    """One streamed batch of input rows, prepared."""
+class RowBlock:
+    """One streamed block of input rows, prepared."""
 
     first_row: int
     n_rows: int
@@ -53,24 +53,16 @@ class Workload:
     source: InputFile
     prompt: Prompt
     text_column: str
-    counter: Counter
-    builder: LineBuilder
+    counter: TokenCounter
+    codec: RequestCodec
+    fold_system: bool = False
     fail_on_empty: bool = False
 
     @classmethod
-    def open(
-        cls,
-        path: Path,
-        *,
-        prompt: Prompt,
-        text_column: str,
-        options: RequestOptions,
-        counter: Counter,
-        fmt: Format | None = None,
-        fail_on_empty: bool = False,
-    ) -> Workload:
-        """Open and validate ``path`` against the prompt before any work."""
-        source = open_input(path, fmt)
+    def of(cls, path: Path, spec: RequestSpec) -> Workload:
+        """Open and validate ``path`` for the requests ``spec`` describes, before any work."""
+        prompt, text_column = spec.prompt, spec.text_column
+        source = open_input(path, spec.format)
         require_columns(source, [text_column], "the graded column, --column")
         check_placeholders(prompt, source.columns, path)
         schema = source.scan().collect_schema()
@@ -91,32 +83,20 @@ class Workload:
             source=source,
             prompt=prompt,
             text_column=text_column,
-            counter=counter,
-            builder=LineBuilder(options, prompt),
-            fail_on_empty=fail_on_empty,
-        )
-
-    @classmethod
-    def of(cls, path: Path, spec: RequestSpec) -> Workload:
-        """Open ``path`` for the requests ``spec`` describes."""
-        return cls.open(
-            path,
-            prompt=spec.prompt,
-            text_column=spec.text_column,
-            options=spec.options,
             counter=spec.counter,
-            fmt=spec.format,
+            codec=spec.codec,
+            fold_system=spec.options.fold_system,
             fail_on_empty=spec.fail_on_empty,
         )
 
     @property
     def id_width(self) -> int:
-        return batchfile.id_width(self.source.rows)
+        return id_width(self.source.rows)
 
-    def batches(
+    def blocks(
         self, *, with_lines: bool = False, batch_rows: int | None = None
-    ) -> Iterator[RowBatch]:
-        """Stream the file's rows as prepared batches, in input order.
+    ) -> Iterator[RowBlock]:
+        """Stream the file's rows as prepared blocks, in input order.
 
         ``batch_rows`` defaults to about ``BATCH_BYTES`` of input per batch (see
         ``default_batch_rows``): the batch's text lives in memory up to three times
@@ -130,8 +110,9 @@ class Workload:
         constant_system = (
             system_t.render({"dynamic_examples": examples}) if (system_t.is_constant) else None
         )
-        overhead = self.counter.message_overhead(_ROLES)
-        if constant_system is not None:
+        # A folded system message is sent inside the user message: counted there.
+        overhead = self.counter.message_overhead(("user",) if self.fold_system else _ROLES)
+        if constant_system is not None and not self.fold_system:
             overhead += self.counter.count(constant_system)
         text = pl.col(self.text_column).cast(pl.String)  # an all-null column is Null-typed
         blank = text.is_null() | (text.str.strip_chars() == "")
@@ -161,22 +142,29 @@ class Workload:
             users = prepared["_user"].to_list()
             systems = prepared["_system"].to_list() if constant_system is None else None
             del prepared
-            tokens = self.counter.count_many(users)
-            if systems is not None:
+            if self.fold_system:
+                sent = [
+                    f"{constant_system if systems is None else s}{FOLD}{u}"
+                    for s, u in zip(systems or users, users, strict=True)
+                ]
+                tokens = [t + overhead for t in self.counter.count_many(sent)]
+                del sent
+            elif systems is None:
+                tokens = [t + overhead for t in self.counter.count_many(users)]
+            else:
+                tokens = self.counter.count_many(users)
                 system_tokens = self.counter.count_many(systems)
                 tokens = [t + s + overhead for t, s in zip(tokens, system_tokens, strict=True)]
-            else:
-                tokens = [t + overhead for t in tokens]
             lines: list[str] | None = None
             if with_lines:
-                ids = [batchfile.custom_id(r, self.id_width) for r in rows]
+                ids = [custom_id(r, self.id_width) for r in rows]
                 if systems is None:
                     assert constant_system is not None
-                    lines = self.builder.constant_system_lines(ids, constant_system, users)
+                    lines = self.codec.constant_system_lines(ids, constant_system, users)
                 else:
-                    lines = self.builder.lines(ids, systems, users)
+                    lines = self.codec.lines(ids, systems, users)
             del users, systems
-            yield RowBatch(
+            yield RowBlock(
                 first_row=first,
                 n_rows=n_rows,
                 rows=rows,

@@ -1,4 +1,4 @@
-"""Batch API request lines (batchfile.py)."""
+"""OpenAI request lines and bodies (providers/openai/requests.py)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from batchgrader.prompting import rules
+from batchgrader.prompting.options import AnswerMode, RequestOptions
 from batchgrader.prompting.prompts import load_prompt
-from batchgrader.providers.openai.requests import (
-    LineBuilder,
-    RequestOptions,
-    custom_id,
-    id_width,
-    is_reasoning_model,
-    row_of,
-)
+from batchgrader.providers.base import custom_id, id_width, row_of
+from batchgrader.providers.openai.requests import OpenAICodec
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
@@ -29,19 +25,27 @@ def builder(
     model: str = "gpt-4.1-mini",
     temperature: float | None = None,
     structured: bool = True,
-) -> LineBuilder:
-    """A line builder for the generic prompt."""
+    **more: Any,
+) -> OpenAICodec:
+    """A codec for the generic prompt, the model's rules applied as a run applies them."""
     options = RequestOptions(
         model=model,
         endpoint=endpoint,
         max_tokens=64,
         temperature=temperature,
-        structured=structured,
+        answer_mode=AnswerMode.SCHEMA if structured else AnswerMode.TEXT,
+        reasoning=rules.of(model).reasoning,
+        **more,
     )
-    return LineBuilder(options, load_prompt("generic", None))
+    return OpenAICodec(options, load_prompt("generic", None))
 
 
-def full_line(b: LineBuilder, cid: str, system: str, user: str) -> str:
+def line(b: OpenAICodec, cid: str, system: str, user: str) -> str:
+    """One line through the bulk builder."""
+    return b.lines([cid], [system], [user])[0]
+
+
+def full_line(b: OpenAICodec, cid: str, system: str, user: str) -> str:
     """The line the plain way: ``json.dumps`` of the whole object."""
     obj: dict[str, Any] = {
         "custom_id": cid,
@@ -114,7 +118,7 @@ class TestBody:
     @pytest.mark.parametrize("model", ["o3-mini", "o4-mini", "gpt-5", "gpt-5-mini", "o1"])
     def test_no_temperature_for_reasoning_models(self, model: str) -> None:
         """Reasoning models never get a temperature, even when one is configured."""
-        assert is_reasoning_model(model)
+        assert rules.of(model).reasoning
         assert "temperature" not in builder(model=model, temperature=0.2).body("s", "u")
 
     @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -138,10 +142,10 @@ class TestLines:
         """``line`` equals json.dumps of the object built with ``body``, for any text."""
         b = builder(endpoint, temperature=0.5)
         cid = custom_id(row, 8)
-        line = b.line(cid, system, user)
-        assert line == full_line(b, cid, system, user)
-        assert "\n" not in line
-        assert json.loads(line)["body"] == b.body(system, user)
+        built = line(b, cid, system, user)
+        assert built == full_line(b, cid, system, user)
+        assert "\n" not in built
+        assert json.loads(built)["body"] == b.body(system, user)
 
     @pytest.mark.parametrize("endpoint", ENDPOINTS)
     def test_many_lines_equal_one_by_one(self, endpoint: str) -> None:
@@ -151,10 +155,10 @@ class TestLines:
         users = ["a", 'b "q"', "c\nd"]
         systems = ["s1", "s2", "s3"]
         assert b.lines(ids, systems, users) == [
-            b.line(i, s, u) for i, s, u in zip(ids, systems, users, strict=True)
+            full_line(b, i, s, u) for i, s, u in zip(ids, systems, users, strict=True)
         ]
         assert b.constant_system_lines(ids, "S", users) == [
-            b.line(i, "S", u) for i, u in zip(ids, users, strict=True)
+            full_line(b, i, "S", u) for i, u in zip(ids, users, strict=True)
         ]
 
     def test_body_is_a_fresh_copy(self) -> None:
@@ -163,3 +167,35 @@ class TestLines:
         first = b.body("s", "u")
         first["messages"][0]["content"] = "changed"
         assert b.body("s", "u")["messages"][0]["content"] == "s"
+
+
+class TestModelRules:
+    """What a model accepts shapes its body (issue 12)."""
+
+    def test_folded_system_message(self) -> None:
+        """A model that refuses a system message gets it folded into the user message."""
+        b = builder(model="o1-mini", fold_system=True)
+        body = b.body("SYS", "USER")
+        assert body["messages"] == [{"role": "user", "content": "SYS\n\nUSER"}]
+        assert b.constant_system_lines(["row-000000"], "S", ["u"]) == [
+            full_line(b, "row-000000", "S", "u")
+        ]
+
+    @pytest.mark.parametrize("endpoint", ENDPOINTS)
+    def test_reasoning_effort(self, endpoint: str) -> None:
+        """Reasoning models get the effort: reasoning_effort (chat), reasoning.effort."""
+        body = builder(endpoint, model="gpt-5-mini", reasoning_effort="low").body("s", "u")
+        if endpoint == CHAT:
+            assert body["reasoning_effort"] == "low"
+        else:
+            assert body["reasoning"] == {"effort": "low"}
+
+    def test_no_effort_for_other_models(self) -> None:
+        """A non-reasoning model is never sent a reasoning effort."""
+        body = builder(model="gpt-4.1-mini", reasoning_effort="low").body("s", "u")
+        assert "reasoning_effort" not in body and "reasoning" not in body
+
+    def test_service_tier(self) -> None:
+        """The flex tier is sent when asked for."""
+        assert builder(service_tier="flex").body("s", "u")["service_tier"] == "flex"
+        assert "service_tier" not in builder().body("s", "u")

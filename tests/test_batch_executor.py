@@ -1,4 +1,4 @@
-"""The job manager with an injected clock, against the fake server through the real SDK."""
+"""The batch executor with an injected clock, against the fake server through the real SDK."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ import pytest
 from openai import OpenAI
 
 from batchgrader.errors import ProviderError
-from batchgrader.execution import jobs
-from batchgrader.execution.batch import MAX_TRANSIENT_FAILURES, ChunkEvent, Identity, Runner
-from batchgrader.execution.run import find_or_create_job
+from batchgrader.execution.batch import BatchExecutor
+from batchgrader.execution.events import ChunkEvent, Identity
+from batchgrader.execution.jobs import identity_of, new_job
+from batchgrader.execution.layout import JobFiles
+from batchgrader.ledger.records import ChunkStatus
 from batchgrader.ledger.store import JobRow, Ledger
 from batchgrader.paths import ledger_db
-from batchgrader.prompting.spec import request_spec
-from batchgrader.prompting.workload import Workload
-from batchgrader.providers.openai.client import BatchClient
+from batchgrader.planning.spec import request_spec
+from batchgrader.planning.workload import Workload
+from batchgrader.providers.openai.client import OpenAIBatches
 from batchgrader.settings import Settings, load_settings
 from tests.conftest import FAKE_KEY
 from tests.fakes.batch_api import FakeBatchAPI
@@ -57,15 +59,15 @@ class Setup:
         self.settings: Settings = load_settings(base | overrides).settings
         self.spec = request_spec(self.settings)
         self.ledger = Ledger.open(ledger_db(self.settings.state_dir()))
-        self.client = BatchClient(self.settings.api)
+        self.client = OpenAIBatches(self.settings.api)
         workload = Workload.of(src, self.spec)
-        self.job: JobRow
-        self.job, _ = find_or_create_job(workload, self.spec, self.settings, self.ledger, False)
+        input_hash, fp = identity_of(workload, self.spec)
+        self.job: JobRow = new_job(workload, self.spec, self.settings, self.ledger, input_hash, fp)
         self.clock = StepClock()
         self.events: list[ChunkEvent] = []
 
-    def runner(self) -> Runner:
-        return Runner(
+    def runner(self) -> BatchExecutor:
+        return BatchExecutor(
             self.client,
             self.ledger,
             self.settings,
@@ -90,16 +92,17 @@ def test_gives_up_after_repeated_failures_keeping_the_batch(
 ) -> None:
     """Polls failing again and again: a clear error after backing off, the batch id kept."""
     fast_polls = {"run.poll_interval_seconds": 0.001, "run.poll_max_interval_seconds": 0.005}
-    setup = _setup(isolated_env, 4, **fast_polls)
-    fake_api.inject_fault("retrieve", "503", times=MAX_TRANSIENT_FAILURES)
+    waits = {"api.max_retries": 5, "api.retry_max_wait_seconds": 60.0}  # on a fake clock
+    setup = _setup(isolated_env, 4, **fast_polls, **waits)
+    fake_api.inject_fault("retrieve", "503", times=6)
     with pytest.raises(ProviderError) as raised:
         setup.runner().run(setup.job)
-    assert f"Giving up after {MAX_TRANSIENT_FAILURES} failed calls" in raised.value.message
+    assert "Giving up after 6 attempts" in raised.value.message
     assert raised.value.hint is not None and "run the same command again" in raised.value.hint
     backoff = [s for s in setup.clock.sleeps if s >= 0.5]
-    assert len(backoff) == MAX_TRANSIENT_FAILURES - 1
+    assert len(backoff) == 5  # one wait between two tries: api.max_retries of them
     for n, seconds in enumerate(backoff, start=1):
-        assert 0.5 * min(2.0**n, 60.0) <= seconds <= min(2.0**n, 60.0)
+        assert 0.5 * min(2.0 ** (n - 1), 60.0) <= seconds <= min(2.0 ** (n - 1), 60.0)
     (chunk,) = setup.ledger.chunks(setup.job.id)
     assert chunk.status == "submitted" and chunk.batch_id in fake_api.batches
     chunks = setup.runner().run(setup.job)  # the service is back: a new runner finishes
@@ -125,14 +128,14 @@ def test_resolves_a_create_intent_left_by_a_crash(
     s = _setup(isolated_env, 3)
     (chunk,) = s.ledger.chunks(s.job.id)
     sdk = OpenAI(api_key=FAKE_KEY, base_url=fake_api.base_url)
-    path = jobs.request_path(s.settings, s.job.id, chunk.request_file)
+    path = JobFiles(s.settings, s.job.id).request_file(chunk.request_file)
     with path.open("rb") as handle:
         file_id = sdk.files.create(file=(path.name, handle), purpose="batch").id
     s.ledger.set_chunk(
         s.job.id,
         chunk.idx,
-        status="creating",
-        input_file_id=file_id,
+        status=ChunkStatus.CREATING,
+        prepared_ref=file_id,
         attempt=1,
         intent_at=int(time.time()),
     )
@@ -162,7 +165,7 @@ def test_new_attempt_never_adopts_an_old_batch(fake_api: FakeBatchAPI, isolated_
     (chunk,) = s.ledger.chunks(s.job.id)
     assert chunk.batch_id is not None
     # As after a batch refused for the token limit: attempt 2 is pending its create.
-    s.ledger.set_chunk(s.job.id, 0, status="creating", batch_id=None, attempt=2)
+    s.ledger.set_chunk(s.job.id, 0, status=ChunkStatus.CREATING, batch_id=None, attempt=2)
     chunks = s.runner().run(s.job)
     assert [c.status for c in chunks] == ["done"]
     assert fake_api.batches_created == 2

@@ -1,0 +1,57 @@
+"""What executors tell the world (events), and what they are given (clock, identity).
+
+Executors emit small immutable events to a sink and know nothing about screens; the
+CLI's board draws them. Time is injected (``Clock``), so tests never wait on timers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass(frozen=True)
+class ChunkEvent:
+    """A chunk changed: submitted, progressed, finished, or waits."""
+
+    job_id: str
+    file: str
+    chunk: int
+    chunks: int
+    status: str
+    batch_id: str | None = None
+    completed: int = 0
+    failed: int = 0
+    total: int = 0
+    tokens: int = 0
+    cost: str | None = None
+    error: str | None = None
+    #: Seconds since the batch was created at the provider (None: not created).
+    waited: float | None = None
+    mode: str = "batch"
+
+
+EventSink = Callable[[ChunkEvent], None]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who spends: recorded with every usage event (never the whole key)."""
+
+    api_key_prefix: str
+    base_url_host: str

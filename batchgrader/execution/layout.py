@@ -1,0 +1,53 @@
+"""A job's folder in the state dir: request files, row results, raw downloads, lock."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from batchgrader import paths
+from batchgrader.providers.base import row_of
+from batchgrader.settings import Settings
+
+_LEADING_ID = re.compile(r'\{"custom_id":"(row-\d+)"')
+
+
+class JobFiles:
+    """Where one job's files live."""
+
+    def __init__(self, settings: Settings, job_id: str) -> None:
+        self.job_id = job_id
+        self.folder = paths.jobs_dir(settings.state_dir()) / job_id
+
+    @property
+    def requests(self) -> Path:
+        return self.folder / "requests"
+
+    @property
+    def results(self) -> Path:
+        return self.folder / "results"
+
+    def request_file(self, name: str) -> Path:
+        return self.requests / name
+
+    def request_rows(self, name: str) -> set[int]:
+        """The input rows a chunk's request file holds (read back from its custom_ids)."""
+        rows: set[int] = set()
+        with self.request_file(name).open(encoding="utf-8") as handle:
+            for line in handle:  # lines start with their custom_id: no need to parse it all
+                match = _LEADING_ID.match(line)
+                row = row_of(match.group(1) if match else json.loads(line)["custom_id"])
+                if row is not None:
+                    rows.add(row)
+        return rows
+
+    def remove_temporary(self) -> None:
+        """Drop a finished job's request files and raw downloads; keep its row results."""
+        shutil.rmtree(self.requests, ignore_errors=True)
+        for raw in self.results.glob("*.jsonl"):
+            raw.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
