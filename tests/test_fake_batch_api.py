@@ -566,7 +566,8 @@ def test_files_api(client: OpenAI, fake: FakeBatchAPI) -> None:
 
 
 def test_create_synchronous_errors(client: OpenAI, fake: FakeBatchAPI) -> None:
-    """Bad endpoint, window, metadata or file id are 400s at create; unknown batch is 404."""
+    """Bad endpoint, window, metadata or (in "create" mode) file id are 400s at create."""
+    fake.unknown_file_mode = "create"
     uploaded = client.files.create(file=("in.jsonl", jsonl([_line("a")])), purpose="batch")
     bad: list[tuple[dict[str, Any], str | None, str]] = [
         ({"endpoint": "/v1/x"}, "invalid_value", "endpoint"),
