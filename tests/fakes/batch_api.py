@@ -41,11 +41,11 @@ from tests.fakes.batch_state import (
     cannot_find_file,
     file_not_found,
     invalid_value,
-    is_known_model,
     missing_parameter,
     token_limit_message,
 )
 from tests.fakes.judge import CHAT_ENDPOINT, api_error_body
+from tests.fakes.validation import is_known_model
 
 FILE_PURPOSES = ("assistants", "batch", "batch_output", "fine-tune", "vision", "user_data", "evals")
 QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and billing details."

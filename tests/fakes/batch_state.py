@@ -38,12 +38,9 @@ from tests.fakes.validation import (
     BATCH_ENDPOINTS,
     batch_error,
     invalid_value_message,
-    is_known_model,
     line_error,
     request_refusal,
 )
-
-__all__ = ["batch_error", "is_known_model"]  # re-exported for batch_api and tests
 
 # Arguments POST /v1/batches takes (openai SDK ``batch_create_params.py``).
 CREATE_PARAMS = frozenset(

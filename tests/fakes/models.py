@@ -24,15 +24,15 @@ Sources (public; "[U]" marks a choice no source confirmed):
 - Structured outputs: "Invalid parameter: 'response_format' of type 'json_schema' is not
   supported with this model." for gpt-4 / gpt-3.5-turbo (github.com/langchain-ai/langchain
   issue 31490), and in the Responses API "... 'text.format' ... with model version `M`."
-  for gpt-3.5-turbo, gpt-4, o3-deep-research (public client tests, found by
-  find_string). gpt-4o-2024-05-13 predates structured outputs (OpenAI Structured Outputs
+  for gpt-3.5-turbo, gpt-4, o3-deep-research (quoted verbatim in several public client
+  test suites). gpt-4o-2024-05-13 predates structured outputs (OpenAI Structured Outputs
   guide: gpt-4o-2024-08-06 and later). computer-use-preview: [U].
 - System messages: o1-mini and o1-preview refuse them with "Unsupported value:
   'messages[0].role' does not support 'system' with this model." (github.com/
   microsoft/agent-framework issue 1077 tested every chat model: only o1-mini failed).
-- Reasoning efforts: o-series low/medium/high; o1-mini takes none (github.com/dzhng/
-  deep-research PR 89); gpt-5/-mini/-nano minimal..high and nothing before gpt-5.1 takes
-  "none"; gpt-5.1 none..high, default none; xhigh from gpt-5.2 on (Azure SDK
+- Reasoning efforts: o-series low/medium/high; o1-mini takes no ``reasoning_effort`` at
+  all (github.com/dzhng/deep-research PR 89); gpt-5/-mini/-nano minimal..high, and nothing
+  before gpt-5.1 takes "none"; gpt-5.1 none..high, default none; xhigh from gpt-5.2 on (Azure SDK
   ``ReasoningEffort`` docs, learn.microsoft.com/javascript/api/@azure/ai-projects/
   reasoningeffort); gpt-5.4 none..xhigh (github.com/RayBytes/ChatMock PR 101); GPT-5.6 and
   gpt-6-sol/-luna, gpt-6.1-terra none..max; gpt-6-astra, gpt-6.2-astra, gpt-6.2-sol
@@ -40,7 +40,8 @@ Sources (public; "[U]" marks a choice no source confirmed):
   "defaulting to medium"; docs.oxen.ai model pages). ``max`` is in the SDK's
   ``ReasoningEffort`` literal (openai 3.57).
 - Sampling: reasoning models take only the default temperature (1); GPT-5.1/5.2 take
-  temperature only with reasoning effort "none" (OpenAI "Using GPT-5.2" guide); later
+  temperature only with reasoning effort "none" (OpenAI's latest-model guide,
+  developers.openai.com/api/docs/guides/latest-model, for GPT-5.2); later
   families with "none" are assumed to follow it [U].
 - Flex (``service_tier: "flex"``): o3, o4-mini, then the gpt-5 families (OpenAI flex
   processing guide, developers.openai.com/api/docs/guides/flex-processing; github.com/

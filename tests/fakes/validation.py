@@ -291,7 +291,7 @@ def _effort_refusal(endpoint: str, body: dict[str, Any]) -> Refusal | None:
                 f"Unsupported value: 'reasoning_effort' does not support '{effort}' with this "
                 f"model. Supported values are: {allowed}."
             )
-        else:  # gpt-5-pro, recorded in a public client's tests (find_string)
+        else:  # gpt-5-pro, quoted in a public client's tests
             message = (
                 f"Unsupported value: '{effort}' is not supported with the '{model}' model. "
                 f"Supported values are: {allowed}."
