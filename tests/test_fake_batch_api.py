@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 import openai
 import pytest
@@ -22,6 +22,7 @@ from tests.fakes.judge import (
     judge_score,
     schema_answer,
 )
+from tests.fakes.validation import validate_request_line
 
 Endpoint = Literal["/v1/chat/completions", "/v1/responses"]
 CHAT: Final = "/v1/chat/completions"
@@ -566,7 +567,8 @@ def test_files_api(client: OpenAI, fake: FakeBatchAPI) -> None:
 
 
 def test_create_synchronous_errors(client: OpenAI, fake: FakeBatchAPI) -> None:
-    """Bad endpoint, window, metadata or file id are 400s at create; unknown batch is 404."""
+    """Bad endpoint, window, metadata or (in "create" mode) file id are 400s at create."""
+    fake.unknown_file_mode = "create"
     uploaded = client.files.create(file=("in.jsonl", jsonl([_line("a")])), purpose="batch")
     bad: list[tuple[dict[str, Any], str | None, str]] = [
         ({"endpoint": "/v1/x"}, "invalid_value", "endpoint"),
@@ -761,3 +763,405 @@ def test_cached_tokens_and_reset(client: OpenAI, fake: FakeBatchAPI) -> None:
 
     assert (fake.batches, fake.files, fake.calls) == ({}, {}, [])
     assert (fake.cached_tokens_per_request, fake.batches_created) == (0, 0)
+
+
+# --------------------------------------------------------------------------- refusals
+# What OpenAI refuses per request (tests/fakes/validation.py and models.py cite the
+# sources): the line runs and lands in the error file with the endpoint's status and error.
+
+SCHEMA_FORMAT: Final = {
+    "type": "json_schema",
+    "json_schema": {"name": "grade", "schema": {"type": "object"}, "strict": True},
+}
+TEXT_SCHEMA: Final = {
+    "format": {"type": "json_schema", "name": "grade", "schema": {"type": "object"}}
+}
+RESPONSES_ONLY_MESSAGE: Final = (
+    "This model is only supported in v1/responses and not in v1/chat/completions."
+)
+JSON_SCHEMA_MESSAGE: Final = (
+    "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this "
+    "model. Learn more about supported models at the Structured Outputs guide: "
+    "https://platform.openai.com/docs/guides/structured-outputs"
+)
+
+
+class Refused(NamedTuple):
+    """A request line and the error the endpoint answers it with."""
+
+    endpoint: Endpoint
+    model: str
+    body: dict[str, Any]
+    status: int
+    message: str
+    param: str | None
+    code: str | None
+
+
+def refused_line(case: Refused) -> dict[str, Any]:
+    if case.endpoint == CHAT:
+        return chat_line("r", "grade me", model=case.model, **case.body)
+    return responses_line("r", model=case.model, **{"input": "grade me", **case.body})
+
+
+REFUSED: dict[str, Refused] = {
+    "message_without_role": Refused(
+        CHAT,
+        MODEL,
+        {"messages": [{"role": "system", "content": "Judge."}, {"content": "grade me"}]},
+        400,
+        "Missing required parameter: 'messages[1].role'.",
+        "messages[1].role",
+        "missing_required_parameter",
+    ),
+    "unknown_chat_argument": Refused(
+        CHAT, MODEL, {"thinking": True}, 400,
+        "Unrecognized request argument supplied: thinking", None, None,
+    ),
+    "unknown_responses_argument": Refused(
+        RESPONSES, MODEL, {"max_completion_tokens": 5}, 400,
+        "Unknown parameter: 'max_completion_tokens'.", "max_completion_tokens",
+        "unknown_parameter",
+    ),
+    "chat_response_format_on_responses": Refused(
+        RESPONSES, MODEL, {"response_format": SCHEMA_FORMAT}, 400,
+        "Unsupported parameter: 'response_format'. In the Responses API, this parameter has "
+        "moved to 'text.format'. Try again with the new parameter. See the API documentation "
+        "for more information: https://platform.openai.com/docs/api-reference/responses/create.",
+        None, "unsupported_parameter",
+    ),
+    "gpt-5-pro_on_chat": Refused(CHAT, "gpt-5-pro", {}, 404, RESPONSES_ONLY_MESSAGE, "model", None),
+    "o3-pro_on_chat": Refused(CHAT, "o3-pro", {}, 404, RESPONSES_ONLY_MESSAGE, "model", None),
+    "o1-pro_on_chat": Refused(CHAT, "o1-pro", {}, 404, RESPONSES_ONLY_MESSAGE, "model", None),
+    "gpt-5.2-pro_on_chat": Refused(
+        CHAT, "gpt-5.2-pro", {}, 404, RESPONSES_ONLY_MESSAGE, "model", None
+    ),
+    "computer-use-preview_on_chat": Refused(
+        CHAT, "computer-use-preview", {}, 404, RESPONSES_ONLY_MESSAGE, "model", None
+    ),
+    "json_schema_on_gpt-3.5-turbo": Refused(
+        CHAT, "gpt-3.5-turbo", {"response_format": SCHEMA_FORMAT}, 400,
+        JSON_SCHEMA_MESSAGE, None, None,
+    ),
+    "json_schema_on_gpt-4-turbo": Refused(
+        CHAT, "gpt-4-turbo-2024-04-09", {"response_format": SCHEMA_FORMAT}, 400,
+        JSON_SCHEMA_MESSAGE, None, None,
+    ),
+    "text_format_json_schema_on_gpt-4": Refused(
+        RESPONSES, "gpt-4", {"text": TEXT_SCHEMA}, 400,
+        "Invalid parameter: 'text.format' of type 'json_schema' is not supported with model "
+        "version `gpt-4`.",
+        None, None,
+    ),
+    "max_tokens_on_o4-mini": Refused(
+        CHAT, "o4-mini", {"max_tokens": 50}, 400,
+        "Unsupported parameter: 'max_tokens' is not supported with this model. "
+        "Use 'max_completion_tokens' instead.",
+        "max_tokens", "unsupported_parameter",
+    ),
+    "temperature_on_gpt-5-mini": Refused(
+        CHAT, "gpt-5-mini", {"temperature": 0.2}, 400,
+        "Unsupported value: 'temperature' does not support 0.2 with this model. "
+        "Only the default (1) value is supported.",
+        "temperature", "unsupported_value",
+    ),
+    "temperature_on_o3_responses": Refused(
+        RESPONSES, "o3", {"temperature": 0}, 400,
+        "Unsupported parameter: 'temperature' is not supported with this model.",
+        "temperature", "unsupported_parameter",
+    ),
+    "temperature_with_effort_on_gpt-5.2": Refused(
+        CHAT, "gpt-5.2", {"temperature": 0.5, "reasoning_effort": "high"}, 400,
+        "Unsupported value: 'temperature' does not support 0.5 with this model. "
+        "Only the default (1) value is supported.",
+        "temperature", "unsupported_value",
+    ),
+    "system_message_on_o1-mini": Refused(
+        CHAT, "o1-mini", {}, 400,
+        "Unsupported value: 'messages[0].role' does not support 'system' with this model.",
+        "messages[0].role", "unsupported_value",
+    ),
+    "reasoning_effort_on_gpt-4o": Refused(
+        CHAT, "gpt-4o", {"reasoning_effort": "low"}, 400,
+        "Unrecognized request argument supplied: reasoning_effort", None, None,
+    ),
+    "reasoning_effort_on_o1-mini": Refused(
+        CHAT, "o1-mini", {"messages": [{"role": "user", "content": "x"}],
+                          "reasoning_effort": "low"}, 400,
+        "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+        "reasoning_effort", "unsupported_parameter",
+    ),
+    "reasoning.effort_on_gpt-4.1": Refused(
+        RESPONSES, "gpt-4.1", {"reasoning": {"effort": "low"}}, 400,
+        "Unsupported parameter: 'reasoning.effort' is not supported with this model.",
+        "reasoning.effort", "unsupported_parameter",
+    ),
+    "minimal_effort_on_gpt-5.1": Refused(
+        CHAT, "gpt-5.1", {"reasoning_effort": "minimal"}, 400,
+        "Unsupported value: 'reasoning_effort' does not support 'minimal' with this model. "
+        "Supported values are: 'none', 'low', 'medium', and 'high'.",
+        "reasoning_effort", "unsupported_value",
+    ),
+    "none_effort_on_gpt-5": Refused(
+        CHAT, "gpt-5", {"reasoning_effort": "none"}, 400,
+        "Unsupported value: 'reasoning_effort' does not support 'none' with this model. "
+        "Supported values are: 'minimal', 'low', 'medium', and 'high'.",
+        "reasoning_effort", "unsupported_value",
+    ),
+    "low_effort_on_gpt-5-pro": Refused(
+        RESPONSES, "gpt-5-pro", {"reasoning": {"effort": "low"}}, 400,
+        "Unsupported value: 'low' is not supported with the 'gpt-5-pro' model. "
+        "Supported values are: 'high'.",
+        "reasoning.effort", "unsupported_value",
+    ),
+    "flex_on_gpt-4o": Refused(
+        CHAT, "gpt-4o", {"service_tier": "flex"}, 400,
+        "Unsupported service_tier: flex", None, None,
+    ),
+    "unknown_service_tier": Refused(
+        CHAT, "gpt-4o", {"service_tier": "turbo"}, 400,
+        "Invalid value: 'turbo'. Supported values are: 'auto', 'default', 'flex', 'scale', "
+        "'priority', and 'fast'.",
+        "service_tier", "invalid_value",
+    ),
+    "fine_tuned_o4-mini_like_its_base": Refused(
+        CHAT, "ft:o4-mini-2025-04-16:acme::AbC123", {"temperature": 0}, 400,
+        "Unsupported value: 'temperature' does not support 0 with this model. "
+        "Only the default (1) value is supported.",
+        "temperature", "unsupported_value",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refused_requests_land_in_the_error_file(
+    client: OpenAI, fake: FakeBatchAPI, case: str
+) -> None:
+    """A request the endpoint refuses runs, fails alone, and its error is OpenAI's own."""
+    refused = REFUSED[case]
+    batch = submit(client, jsonl([refused_line(refused)]), refused.endpoint)
+    fake.run_to_completion(batch.id)
+    done = client.batches.retrieve(batch.id)
+
+    assert done.status == "completed"
+    assert done.request_counts is not None
+    assert (done.request_counts.completed, done.request_counts.failed) == (0, 1)
+    assert done.output_file_id is None
+    (line,) = read_jsonl(client, done.error_file_id)
+    assert line["error"] is None
+    assert line["response"]["status_code"] == refused.status
+    assert line["response"]["body"] == {
+        "error": {
+            "message": refused.message,
+            "type": "invalid_request_error",
+            "param": refused.param,
+            "code": refused.code,
+        }
+    }
+
+
+ACCEPTED: dict[str, tuple[Endpoint, str, dict[str, Any]]] = {
+    "minimal_effort_on_gpt-5": (CHAT, "gpt-5", {"reasoning_effort": "minimal"}),
+    "none_effort_on_gpt-5.1": (CHAT, "gpt-5.1", {"reasoning_effort": "none"}),
+    "xhigh_effort_on_gpt-5.2": (CHAT, "gpt-5.2", {"reasoning_effort": "xhigh"}),
+    "max_effort_on_gpt-6-luna": (RESPONSES, "gpt-6-luna", {"reasoning": {"effort": "max"}}),
+    "high_effort_on_o3": (RESPONSES, "o3", {"reasoning": {"effort": "high"}}),
+    "high_effort_on_gpt-5-pro": (RESPONSES, "gpt-5-pro", {"reasoning": {"effort": "high"}}),
+    "null_effort_on_gpt-4o": (CHAT, "gpt-4o", {"reasoning_effort": None}),
+    "temperature_1_on_o4-mini": (CHAT, "o4-mini", {"temperature": 1}),
+    "temperature_at_effort_none_on_gpt-5.2": (
+        CHAT,
+        "gpt-5.2",
+        {"temperature": 0.2, "reasoning_effort": "none"},
+    ),
+    "temperature_on_gpt-4.1": (RESPONSES, "gpt-4.1", {"temperature": 0}),
+    "json_schema_on_gpt-4o-mini": (CHAT, "gpt-4o-mini", {"response_format": SCHEMA_FORMAT}),
+    "json_schema_on_fine_tuned_gpt-4o-mini": (
+        CHAT,
+        "ft:gpt-4o-mini-2024-07-18:acme:grader:9xYz",
+        {"response_format": SCHEMA_FORMAT},
+    ),
+    "text_format_on_gpt-5-pro": (RESPONSES, "gpt-5-pro", {"text": TEXT_SCHEMA}),
+    "system_message_on_o1": (CHAT, "o1", {}),
+    "auto_tier": (CHAT, "gpt-4.1", {"service_tier": "auto"}),
+    "default_tier": (CHAT, "gpt-4.1", {"service_tier": "default"}),
+    "priority_tier": (RESPONSES, "gpt-4o", {"service_tier": "priority"}),
+    "flex_on_o3": (CHAT, "o3", {"service_tier": "flex"}),
+    "flex_on_gpt-5-mini": (RESPONSES, "gpt-5-mini", {"service_tier": "flex"}),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ACCEPTED))
+def test_accepted_requests_run(client: OpenAI, fake: FakeBatchAPI, case: str) -> None:
+    """Efforts, temperatures, formats and tiers a model takes run to a 200 answer."""
+    endpoint, model, body = ACCEPTED[case]
+    line = (
+        chat_line("a", "grade me", model=model, **body)
+        if endpoint == CHAT
+        else responses_line("a", model=model, input="grade me", **body)
+    )
+    batch = submit(client, jsonl([line]), endpoint)
+    fake.run_to_completion(batch.id)
+    done = client.batches.retrieve(batch.id)
+
+    assert done.error_file_id is None
+    (result,) = read_jsonl(client, done.output_file_id)
+    assert result["response"]["status_code"] == 200
+
+
+def test_direct_chat_refuses_like_the_batch(retrying_client: OpenAI, fake: FakeBatchAPI) -> None:
+    """The synchronous chat route answers the same refusals: 404 for a responses-only model."""
+    messages: Any = [{"role": "user", "content": "grade me"}]
+
+    with pytest.raises(openai.NotFoundError) as not_found:
+        retrying_client.chat.completions.create(model="o3-pro", messages=messages)
+    with pytest.raises(openai.BadRequestError) as bad:
+        retrying_client.chat.completions.create(
+            model="gpt-3.5-turbo", messages=messages, response_format=SCHEMA_FORMAT
+        )
+
+    assert not_found.value.body == {
+        "message": RESPONSES_ONLY_MESSAGE,
+        "type": "invalid_request_error",
+        "param": "model",
+        "code": None,
+    }
+    assert bad.value.body == {
+        "message": JSON_SCHEMA_MESSAGE,
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    assert fake.request_count("chat") == 2  # 4xx other than 408/409/429: no SDK retry
+
+
+def test_create_refuses_unknown_arguments(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """An argument POST /v1/batches does not take is a 400 naming it; no batch is made."""
+    uploaded = client.files.create(file=("in.jsonl", jsonl([_line("a")])), purpose="batch")
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint=CHAT,
+            completion_window="24h",
+            extra_body={"priority": "high"},
+        )
+
+    assert raised.value.body == {
+        "message": "Unrecognized request argument supplied: priority",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    assert fake.batches_created == 0
+    expiring = client.batches.create(
+        input_file_id=uploaded.id,
+        endpoint=CHAT,
+        completion_window="24h",
+        output_expires_after={"anchor": "created_at", "seconds": 3600},
+    )
+    assert expiring.status == "validating"
+
+
+def test_bad_endpoint_lists_every_batch_endpoint(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """The invalid_value message lists the endpoints the SDK knows, as the service words it."""
+    uploaded = client.files.create(file=("in.jsonl", jsonl([_line("a")])), purpose="batch")
+
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint="/v1/x",  # type: ignore[arg-type]
+            completion_window="24h",
+        )
+
+    assert raised.value.body == {
+        "message": "Invalid value: '/v1/x'. Supported values are: '/v1/chat/completions', "
+        "'/v1/completions', '/v1/embeddings', '/v1/images/edits', '/v1/images/generations', "
+        "'/v1/moderations', '/v1/responses', and '/v1/videos'.",
+        "type": "invalid_request_error",
+        "param": "endpoint",
+        "code": "invalid_value",
+    }
+
+
+@pytest.mark.parametrize("mode", ["validation", "create"])
+def test_unknown_input_file(client: OpenAI, fake: FakeBatchAPI, mode: str) -> None:
+    """An unknown input_file_id fails the batch at validation, or (knob) the create itself."""
+    fake.unknown_file_mode = mode
+    create = {"input_file_id": "file-nope", "endpoint": CHAT, "completion_window": "24h"}
+
+    if mode == "create":
+        with pytest.raises(openai.BadRequestError) as raised:
+            client.batches.create(**create)  # type: ignore[arg-type]
+        assert raised.value.param == "file_id"
+        assert "Cannot find file file-nope" in raised.value.message
+        assert fake.batches_created == 0
+        return
+    batch = client.batches.create(**create)  # type: ignore[arg-type]
+    assert batch.status == "validating"
+    done, statuses = poll(client, batch.id)
+
+    assert statuses == ["failed"]
+    assert done.errors is not None
+    assert done.errors.data is not None
+    assert [error.model_dump() for error in done.errors.data] == [
+        {
+            "code": "invalid_request",
+            "line": None,
+            "message": "Cannot find file file-nope, or organization org-fake does not have "
+            "access to it.",
+            "param": "file_id",
+        }
+    ]
+    assert (done.output_file_id, done.error_file_id) == (None, None)
+
+
+def test_other_endpoints_run(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """Embeddings, completions and moderations batches run; a line's url must match."""
+    jobs: list[tuple[Endpoint | str, dict[str, Any], str]] = [
+        ("/v1/embeddings", {"model": "text-embedding-3-small", "input": "a b"}, "list"),
+        ("/v1/completions", {"model": "gpt-3.5-turbo-instruct", "prompt": "x"}, "text_completion"),
+        ("/v1/moderations", {"input": "hello"}, "results"),
+    ]
+    for endpoint, body, marker in jobs:
+        line = {"custom_id": "a", "method": "POST", "url": endpoint, "body": body}
+        batch = submit(client, jsonl([line]), endpoint)  # type: ignore[arg-type]
+        fake.run_to_completion(batch.id)
+        done = client.batches.retrieve(batch.id)
+        (result,) = read_jsonl(client, done.output_file_id)
+        answer = result["response"]["body"]
+        assert marker in (answer.get("object"), *answer), (endpoint, answer)
+    assert answer["results"][0]["flagged"] is False
+
+    chat_url = {"custom_id": "a", "method": "POST", "url": CHAT, "body": jobs[0][1]}
+    mismatch = submit(client, jsonl([chat_url]), "/v1/embeddings")  # type: ignore[arg-type]
+    done, _ = poll(client, mismatch.id)
+    assert done.errors is not None
+    assert done.errors.data is not None
+    assert [(e.code, e.line, e.param) for e in done.errors.data] == [("invalid_url", 1, "url")]
+
+
+def test_validate_request_line_without_http() -> None:
+    """The pure validator tells validation failures from per-request refusals."""
+    good = chat_line("a", "x")
+
+    assert validate_request_line(good, CHAT) is None
+    assert validate_request_line(good, RESPONSES, line_number=7) == {
+        "stage": "validation",
+        "error": {
+            "code": "invalid_url",
+            "message": "The URL provided for this request does not match the batch endpoint.",
+            "param": "url",
+            "line": 7,
+        },
+    }
+    assert validate_request_line(chat_line("a", "x", model="gpt-5-pro"), CHAT) == {
+        "stage": "request",
+        "status_code": 404,
+        "error": {
+            "message": RESPONSES_ONLY_MESSAGE,
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": None,
+        },
+    }

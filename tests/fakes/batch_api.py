@@ -3,10 +3,14 @@
     with FakeBatchAPI() as fake:
         client = OpenAI(api_key="sk-test", base_url=fake.base_url)
 
-Behaviour follows /work/shared/batch-api.md (§19 checklist). Batches advance by polls, never
-by wall time: each ``GET /v1/batches/{id}`` of a non-terminal batch is one poll and every
-``polls_per_state`` polls the batch takes one step (lifecycle in ``batch_state.py``);
-``advance()`` / ``run_to_completion()`` take steps without HTTP. The judge is ``judge.py``.
+Behaviour follows OpenAI's Batch API reference
+(https://platform.openai.com/docs/api-reference/batch) and what the live service was seen
+to do, as collected in BatchGrader's batch-api.md research notes (their §19 checklist).
+What a request line may hold is ``validation.py`` and the per-model rules are
+``models.py``, each with its sources. Batches advance by polls, never by wall time: each
+``GET /v1/batches/{id}`` of a non-terminal batch is one poll and every ``polls_per_state``
+polls the batch takes one step (lifecycle in ``batch_state.py``); ``advance()`` /
+``run_to_completion()`` take steps without HTTP. The judge is ``judge.py``.
 
 This module is the HTTP layer: routing, multipart uploads, fault injection and the record
 of calls. Files, batches, knobs and the lifecycle live in ``BatchStore``.
@@ -20,7 +24,6 @@ import re
 import socket
 import sys
 import threading
-import time
 import traceback
 from collections import deque
 from collections.abc import Callable
@@ -38,11 +41,11 @@ from tests.fakes.batch_state import (
     cannot_find_file,
     file_not_found,
     invalid_value,
-    is_known_model,
     missing_parameter,
     token_limit_message,
 )
-from tests.fakes.judge import CHAT_ENDPOINT, api_error_body, execute_request
+from tests.fakes.judge import CHAT_ENDPOINT, api_error_body
+from tests.fakes.validation import is_known_model
 
 FILE_PURPOSES = ("assistants", "batch", "batch_output", "fine-tune", "vision", "user_data", "evals")
 QUOTA_MESSAGE = "You exceeded your current quota, please check your plan and billing details."
@@ -494,7 +497,7 @@ class FakeBatchAPI(BatchStore):
         return _Response.of_json(200, _page(self.newest_first(), request.query.get("after"), limit))
 
     def _chat(self, request: _Request) -> _Response:
-        """Direct (synchronous) chat completion from the same judge."""
+        """Direct (synchronous) chat completion from the same judge, refused as in a batch."""
         payload = request.json_object()
         model = payload.get("model")
         if not isinstance(model, str):
@@ -506,12 +509,7 @@ class FakeBatchAPI(BatchStore):
             raise ApiError(404, message, code="model_not_found")
         if payload.get("stream"):
             raise ApiError(400, "The fake does not stream.", param="stream")
-        executed = execute_request(
-            CHAT_ENDPOINT,
-            payload,
-            failure=None,
-            cached_tokens=self.cached_tokens_per_request,
-            response_id=f"{next(self._ids):06d}",
-            now=int(time.time()),
+        executed = self.execute(
+            CHAT_ENDPOINT, payload, failure=None, response_id=f"{next(self._ids):06d}"
         )
         return _Response.of_json(executed.status_code, executed.body)

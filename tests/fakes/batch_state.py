@@ -1,7 +1,9 @@
 """Server-side model of the fake Batch API: files, batches and their poll-driven lifecycle.
 
-No HTTP here (see ``batch_api.py``). Shapes follow /work/shared/batch-api.md: §4 create
-errors, §5 batch object, §6 lifecycle, §7 validation errors, §8/§9 output and error files.
+No HTTP here (see ``batch_api.py``). Shapes follow OpenAI's Batch API reference
+(https://platform.openai.com/docs/api-reference/batch) as summarised in BatchGrader's
+batch-api.md notes: §4 create errors, §5 batch object, §6 lifecycle, §7 validation errors,
+§8/§9 output and error files. What a line may hold is ``validation.py``.
 
 Lifecycle, one *step* at a time (``BatchStore.step``):
 
@@ -21,9 +23,9 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from openai.types import batch_create_params
+
 from tests.fakes.judge import (
-    CHAT_ENDPOINT,
-    RESPONSES_ENDPOINT,
     Executed,
     FailSpec,
     Usage,
@@ -32,15 +34,26 @@ from tests.fakes.judge import (
     error_type_for,
     execute_request,
 )
+from tests.fakes.validation import (
+    BATCH_ENDPOINTS,
+    batch_error,
+    invalid_value_message,
+    line_error,
+    request_refusal,
+)
 
-SUPPORTED_ENDPOINTS = (RESPONSES_ENDPOINT, CHAT_ENDPOINT)
+# Arguments POST /v1/batches takes (openai SDK ``batch_create_params.py``).
+CREATE_PARAMS = frozenset(
+    batch_create_params.BatchCreateParams.__required_keys__
+    | batch_create_params.BatchCreateParams.__optional_keys__
+)
+UNKNOWN_FILE_MODES = ("validation", "create")
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 NON_CANCELLABLE = ("completed", "failed", "expired")
 ORGANIZATION = "org-fake"
 DAY = 86_400
 THIRTY_DAYS = 30 * DAY
 
-REQUIRED_LINE_KEYS = ("custom_id", "method", "url", "body")
 EXPIRED_MESSAGE = "This request could not be executed before the completion window expired."
 CANCELLED_MESSAGE = "This request could not be executed before the batch was cancelled."
 EMPTY_FILE_MESSAGE = (
@@ -72,16 +85,28 @@ def missing_parameter(name: str) -> ApiError:
 
 
 def invalid_value(param: str, value: object, supported: tuple[str, ...]) -> ApiError:
-    """400 ``invalid_value`` listing the ``supported`` values."""
-    allowed = ", ".join(f"'{s}'" for s in supported)
-    message = f"Invalid value: '{value}'. Supported values are: {allowed}."
+    """400 ``invalid_value`` listing the ``supported`` values (§4.2)."""
+    message = invalid_value_message(value, supported)
     return ApiError(400, message, param=param, code="invalid_value")
 
 
+def unrecognized_argument(name: str) -> ApiError:
+    """400 for an argument the endpoint does not take (param and code null)."""
+    return ApiError(400, f"Unrecognized request argument supplied: {name}")
+
+
 def cannot_find_file(file_id: object) -> ApiError:
-    """400 for an unknown ``input_file_id`` (§4.3)."""
+    """400 at create for an unknown ``input_file_id`` (§2.10, §4.3)."""
     message = f"Cannot find file {file_id}, or project proj_fake does not have access to it."
     return ApiError(400, message, param="file_id")
+
+
+def missing_file_error(file_id: object) -> dict[str, Any]:
+    """The ``errors.data`` entry of a batch whose input file does not exist (§4.3, §7.2)."""
+    message = (
+        f"Cannot find file {file_id}, or organization {ORGANIZATION} does not have access to it."
+    )
+    return batch_error("invalid_request", message, "file_id")
 
 
 def file_not_found(file_id: str) -> ApiError:
@@ -96,13 +121,6 @@ def token_limit_message(model: str, limit: int) -> str:
         f"Limit: {limit:,} enqueued tokens. "
         "Please try again once some in_progress batches have been completed."
     )
-
-
-def batch_error(
-    code: str, message: str, param: str | None = None, line: int | None = None
-) -> dict[str, Any]:
-    """One ``errors.data[]`` entry of a failed batch (§5.2)."""
-    return {"code": code, "message": message, "param": param, "line": line}
 
 
 def _check_metadata(metadata: object) -> None:
@@ -125,63 +143,6 @@ def _check_metadata(metadata: object) -> None:
         if len(key) > 64 or len(value) > 512:
             message = f"Invalid '{param}': keys hold at most 64 characters, values 512."
             raise ApiError(400, message, param=param, code="string_above_max_length")
-
-
-def is_known_model(model: str, extra_models: frozenset[str] | set[str]) -> bool:
-    """Models the fake serves: ``gpt-*``, ``o1*``, ``o3*``, ``o4*`` and ``extra_models``."""
-    return model.startswith(("gpt-", "o1", "o3", "o4")) or model in extra_models
-
-
-def _line_error(request: Any, line: int, endpoint: str) -> dict[str, Any] | None:
-    """The first §7.2 problem of one parsed line that can be judged on its own."""
-    if not isinstance(request, dict):
-        return batch_error(
-            "invalid_json_line", "This line is not parseable as valid JSON.", None, line
-        )
-    for key in REQUIRED_LINE_KEYS:
-        if key not in request:
-            return batch_error(
-                "missing_required_parameter", f"Missing required parameter: '{key}'.", key, line
-            )
-    if not isinstance(request["custom_id"], str) or not request["custom_id"]:
-        return batch_error(
-            "invalid_request", "custom_id must be a non-empty string.", "custom_id", line
-        )
-    if request["method"] != "POST":
-        return batch_error(
-            "invalid_method", "Only the POST method is supported in the Batch API.", "method", line
-        )
-    if request["url"] != endpoint:
-        return batch_error(
-            "invalid_url",
-            "The URL provided for this request does not match the batch endpoint.",
-            "url",
-            line,
-        )
-    body = request["body"]
-    if not isinstance(body, dict):
-        return batch_error(
-            "invalid_request", "The request body must be a JSON object.", "body", line
-        )
-    if body.get("stream") is True:
-        api = "Responses" if endpoint == RESPONSES_ENDPOINT else "Chat Completions"
-        return batch_error(
-            "streaming_unsupported",
-            f"{api}: Streaming is not supported in the Batch API.",
-            "body.stream",
-            line,
-        )
-    if not isinstance(body.get("model"), str):
-        return batch_error("invalid_request", "Model parameter is required.", "body.model", line)
-    content_key = "input" if endpoint == RESPONSES_ENDPOINT else "messages"
-    if content_key not in body:
-        return batch_error(
-            "invalid_request",
-            f"{content_key.capitalize()} parameter is required.",
-            f"body.{content_key}",
-            line,
-        )
-    return None
 
 
 def _parse_line(raw: bytes) -> Any:
@@ -221,14 +182,11 @@ def validate_input(
     seen_ids: set[str] = set()
     for number, raw in enumerate(lines, start=1):
         request = _parse_line(raw)
-        error = _line_error(request, number, endpoint)
+        error = line_error(request, number, endpoint, extra_models)
         if error is None:
-            model = request["body"]["model"]
+            model = request["body"].get("model")
             batch_model = batch_model or model
-            if not is_known_model(model, extra_models):
-                message = f"The provided model '{model}' is not supported by the Batch API."
-                error = batch_error("model_not_found", message, "body.model", number)
-            elif model != batch_model:
+            if model != batch_model:
                 message = f"A batch must use one model: expected '{batch_model}', got '{model}'."
                 error = batch_error("model_mismatch", message, "body.model", number)
             elif request["custom_id"] in seen_ids:
@@ -355,7 +313,10 @@ class BatchStore:
             self.polls_per_state = 1  # polls of GET /batches/{id} per lifecycle step
             self.max_file_bytes = 200 * 1024 * 1024  # purpose=batch upload cap
             self.max_requests_per_batch = 50_000  # more lines: too_many_tasks
-            self.extra_models: set[str] = set()  # known besides gpt-*, o1*, o3*, o4*
+            self.extra_models: set[str] = set()  # known besides validation.KNOWN_MODEL_PREFIXES
+            # Unknown input_file_id (§4.3, both seen live): "validation" creates the batch and
+            # fails it at validation; "create" answers the create with a 400.
+            self.unknown_file_mode = "validation"
             self.enqueued_token_limit: dict[str, int] = {}  # model → prompt-token limit
             self.token_limit_mode = "async"  # "async" (batch fails) | "sync_400" | "sync_429"
             self.cached_tokens_per_request = 0  # capped at each request's prompt tokens
@@ -470,19 +431,24 @@ class BatchStore:
 
     def create_batch(self, payload: dict[str, Any]) -> dict[str, Any]:
         """``POST /batches``: synchronous 400s (§4.2), else a new ``validating`` batch."""
+        for name in payload:
+            if name not in CREATE_PARAMS:
+                raise unrecognized_argument(name)
         for key in ("input_file_id", "endpoint", "completion_window"):
             if key not in payload:
                 raise missing_parameter(key)
         endpoint, window = payload["endpoint"], payload["completion_window"]
-        if endpoint not in SUPPORTED_ENDPOINTS:
-            raise invalid_value("endpoint", endpoint, SUPPORTED_ENDPOINTS)
+        if endpoint not in BATCH_ENDPOINTS:
+            raise invalid_value("endpoint", endpoint, BATCH_ENDPOINTS)
         if window != "24h":
             raise invalid_value("completion_window", window, ("24h",))
         _check_metadata(payload.get("metadata"))
         file_id = payload["input_file_id"]
-        if file_id not in self.files:
+        if self.unknown_file_mode not in UNKNOWN_FILE_MODES:
+            raise ValueError(f"unknown_file_mode must be one of {UNKNOWN_FILE_MODES}")
+        if file_id not in self.files and self.unknown_file_mode == "create":
             raise cannot_find_file(file_id)
-        if self.token_limit_mode != "async":
+        if file_id in self.files and self.token_limit_mode != "async":
             self._check_sync_token_limit(self.files[file_id][1], endpoint)
         seq = next(self._ids)
         now = int(time.time())
@@ -540,13 +506,30 @@ class BatchStore:
                 self._finish(run, "cancelled")
         return self.view(run)
 
-    def _enqueued(self, model: str) -> int:
+    def execute(
+        self, endpoint: str, body: dict[str, Any], *, failure: FailSpec | None, response_id: str
+    ) -> Executed:
+        """One request as the endpoint answers it: a forced ``failure``, the endpoint's
+        refusal (``validation.request_refusal``), else the judge's answer."""
+        refusal = None if failure is not None else request_refusal(endpoint, body)
+        if refusal is not None:
+            return Executed(refusal.status, refusal.body())
+        return execute_request(
+            endpoint,
+            body,
+            failure=failure,
+            cached_tokens=self.cached_tokens_per_request,
+            response_id=response_id,
+            now=int(time.time()),
+        )
+
+    def _enqueued(self, model: str | None) -> int:
         active = (r for r in self._runs.values() if not r.terminal and r.batch["model"] == model)
         return sum(r.enqueued_tokens for r in active)
 
     def _over_token_limit(self, requests: list[dict[str, Any]]) -> tuple[str, int] | None:
         """(model, limit) if admitting ``requests`` exceeds the model's enqueued-token limit."""
-        model = requests[0]["body"]["model"]
+        model = requests[0]["body"].get("model")
         limit = self.enqueued_token_limit.get(model)
         tokens = sum(count_prompt_tokens(r["body"]) for r in requests)
         if limit is not None and self._enqueued(model) + tokens > limit:
@@ -591,8 +574,7 @@ class BatchStore:
     def _validate(self, run: BatchRun) -> None:
         file_id = run.batch["input_file_id"]
         if file_id not in self.files:
-            message = cannot_find_file(file_id).body["error"]["message"]
-            self._fail(run, [batch_error("invalid_request", message, "file_id")])
+            self._fail(run, [missing_file_error(file_id)])
             return
         requests, errors = validate_input(
             self.files[file_id][1],
@@ -608,7 +590,7 @@ class BatchStore:
             return
         run.requests = requests
         run.enqueued_tokens = sum(count_prompt_tokens(r["body"]) for r in requests)
-        model = requests[0]["body"]["model"]
+        model = requests[0]["body"].get("model")
         run.batch.update(status="in_progress", in_progress_at=int(time.time()), model=model)
         run.batch["request_counts"]["total"] = len(requests)
 
@@ -627,13 +609,11 @@ class BatchStore:
         counts = run.batch["request_counts"]
         for index in range(done, stop):
             request = run.requests[index]
-            executed = execute_request(
+            executed = self.execute(
                 run.batch["endpoint"],
                 request["body"],
                 failure=self.fail_requests.get(request["custom_id"]),
-                cached_tokens=self.cached_tokens_per_request,
                 response_id=f"{run.seq:06d}{index:06d}",
-                now=int(time.time()),
             )
             run.executed.append(executed)
             counts["completed" if executed.status_code == 200 else "failed"] += 1

@@ -14,12 +14,18 @@ Rules:
 - ``[[garbage]]`` in the text makes the answer the unparseable ``"I cannot decide"``.
 - ``[[fail:CODE]]`` in the text makes the request fail with HTTP 400 and that code.
 - Tokens: prompt = per message words + 3, plus 3 (``count_prompt_tokens``); completion =
-  answer words + 1 + reasoning tokens (8 for o1/o3/o4/gpt-5 models, else 0), since
-  reasoning tokens are a subset of completion tokens.
+  answer words + 1 + reasoning tokens (8 for reasoning models, per ``models.py``, else 0),
+  since reasoning tokens are a subset of completion tokens.
+- ``/v1/completions`` judges its ``prompt`` like a user message; ``/v1/embeddings`` returns
+  a small deterministic vector per input and ``/v1/moderations`` flags nothing.
+
+Whether a request is refused (HTTP 4xx) is decided before the judge runs, by
+``validation.request_refusal``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -27,14 +33,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from tests.fakes.models import rules_for
+
 CHAT_ENDPOINT = "/v1/chat/completions"
 RESPONSES_ENDPOINT = "/v1/responses"
-MAX_TOKENS_MESSAGE = (
-    "Unsupported parameter: 'max_tokens' is not supported with this model. "
-    "Use 'max_completion_tokens' instead."
-)
-REASONING_MODEL_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+EMBEDDINGS_ENDPOINT = "/v1/embeddings"
+COMPLETIONS_ENDPOINT = "/v1/completions"
+MODERATIONS_ENDPOINT = "/v1/moderations"
 REASONING_TOKENS = 8
+EMBEDDING_DIMENSIONS = 8
 GARBAGE_MARKER = "[[garbage]]"
 GARBAGE_ANSWER = "I cannot decide"
 DEFAULT_LO = 1
@@ -48,8 +55,8 @@ _FAIL_RE = re.compile(r"\[\[fail:([A-Za-z0-9_.\-]+)\]\]")
 
 
 def is_reasoning_model(model: str) -> bool:
-    """True for models that reject ``max_tokens`` and report reasoning tokens."""
-    return model.startswith(REASONING_MODEL_PREFIXES)
+    """True for models that report reasoning tokens (``models.py``)."""
+    return rules_for(model).reasoning
 
 
 def judge_score(text: str, lo: int = DEFAULT_LO, hi: int = DEFAULT_HI) -> int:
@@ -80,7 +87,11 @@ def content_text(content: Any) -> str:
 
 
 def request_text(body: Mapping[str, Any]) -> str:
-    """The judged text of a chat (``messages``) or responses (``input``) request body."""
+    """The judged text of a chat (``messages``), responses (``input``) or completions
+    (``prompt``) request body."""
+    if "prompt" in body:
+        prompt = body["prompt"]
+        return prompt[-1] if isinstance(prompt, list) and prompt else content_text(prompt)
     messages = body.get("messages")
     if isinstance(messages, list):
         users = [m for m in messages if isinstance(m, Mapping) and m.get("role") == "user"]
@@ -186,6 +197,9 @@ def count_prompt_tokens(body: Mapping[str, Any]) -> int:
         ]
     elif items is not None:
         texts.append(content_text(items))
+    prompt = body.get("prompt")
+    if prompt is not None:
+        texts.append(request_text({"prompt": prompt}))
     return sum(_message_tokens(t) for t in texts) + 3
 
 
@@ -328,6 +342,55 @@ def _response_object(
     }
 
 
+def _inputs(body: dict[str, Any]) -> list[str]:
+    items = body.get("input")
+    return [content_text(i) for i in items] if isinstance(items, list) else [content_text(items)]
+
+
+def _embedding(text: str) -> list[float]:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return [round(byte / 255 - 0.5, 4) for byte in digest[:EMBEDDING_DIMENSIONS]]
+
+
+def _embeddings(body: dict[str, Any], usage: Usage) -> dict[str, Any]:
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": index, "embedding": _embedding(text)}
+            for index, text in enumerate(_inputs(body))
+        ],
+        "model": body["model"],
+        "usage": {"prompt_tokens": usage.input_tokens, "total_tokens": usage.input_tokens},
+    }
+
+
+def _moderation(body: dict[str, Any], response_id: str) -> dict[str, Any]:
+    return {
+        "id": f"modr-{response_id}",
+        "model": body.get("model") or "omni-moderation-latest",
+        "results": [
+            {"flagged": False, "categories": {}, "category_scores": {}} for _ in _inputs(body)
+        ],
+    }
+
+
+def _text_completion(
+    body: dict[str, Any], answer: str, usage: Usage, response_id: str, now: int
+) -> dict[str, Any]:
+    return {
+        "id": f"cmpl-{response_id}",
+        "object": "text_completion",
+        "created": now,
+        "model": body["model"],
+        "choices": [{"text": answer, "index": 0, "logprobs": None, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": usage.input_tokens,
+            "completion_tokens": usage.output_tokens,
+            "total_tokens": usage.input_tokens + usage.output_tokens,
+        },
+    }
+
+
 def execute_request(
     endpoint: str,
     body: dict[str, Any],
@@ -338,7 +401,7 @@ def execute_request(
     now: int,
 ) -> Executed:
     """Run one request against the judge: a forced ``failure``, a ``[[fail:CODE]]`` marker,
-    ``max_tokens`` on a reasoning model (400 ``unsupported_parameter``), else 200 and the body."""
+    else 200 and the endpoint's body (the request was checked by ``request_refusal``)."""
     if failure is not None:
         status, code, message = failure
         return Executed(status, api_error_body(message, error_type_for(status), None, code))
@@ -348,14 +411,12 @@ def execute_request(
             400,
             api_error_body(f"Simulated failure: {marker}", "invalid_request_error", None, marker),
         )
+    if endpoint == MODERATIONS_ENDPOINT:
+        return Executed(200, _moderation(body, response_id), Usage())
     model = body["model"]
-    if "max_tokens" in body and is_reasoning_model(model):
-        return Executed(
-            400,
-            api_error_body(
-                MAX_TOKENS_MESSAGE, "invalid_request_error", "max_tokens", "unsupported_parameter"
-            ),
-        )
+    if endpoint == EMBEDDINGS_ENDPOINT:
+        usage = Usage(count_prompt_tokens(body))
+        return Executed(200, _embeddings(body, usage), usage)
     answer = judge_answer(body)
     prompt = count_prompt_tokens(body)
     usage = Usage(
@@ -364,5 +425,7 @@ def execute_request(
         count_completion_tokens(answer, model),
         reasoning_tokens(model),
     )
-    build = _response_object if endpoint == RESPONSES_ENDPOINT else _chat_completion
+    build = {RESPONSES_ENDPOINT: _response_object, COMPLETIONS_ENDPOINT: _text_completion}.get(
+        endpoint, _chat_completion
+    )
     return Executed(200, build(body, answer, usage, response_id, now), usage)
