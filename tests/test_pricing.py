@@ -40,11 +40,24 @@ class TestResolve:
             ("gpt-4.1-2025-04-14", "gpt-4.1"),
             ("gpt-3.5-turbo-0125", "gpt-3.5-turbo"),
             ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5"),
+            ("anthropic/claude-3-5-haiku-latest", "claude-3-5-haiku"),
+            ("claude-opus-4-20250514", "claude-opus-4-0"),
+            ("gpt-5.6", "gpt-5.6-sol"),
         ],
     )
     def test_aliases_and_snapshots(self, name: str, expected: str) -> None:
-        """Dated snapshots and provider prefixes resolve to the base model."""
+        """Dated snapshots, aliases and provider prefixes resolve to the base model."""
         assert PriceTable.load().resolve(name).model == expected
+
+    def test_fine_tuned_model_is_not_priced_as_its_base(self) -> None:
+        """A fine-tuned model bills at its own rates: no packaged price, no borrowing."""
+        assert PriceTable.load().find("ft:gpt-4o-mini-2024-07-18:acme::abc123") is None
+
+    def test_fine_tuned_model_in_own_table(self, tmp_path: Path) -> None:
+        """A user's table can price a fine-tuned model under its own name."""
+        name = "ft:gpt-4o-mini-2024-07-18:acme::abc123"
+        table = PriceTable.load(_table(tmp_path, f"{name},openai,{ROW_PRICES}\n"))
+        assert table.resolve(name.upper()).model == name
 
     def test_own_table_prices_a_snapshot_apart(self, tmp_path: Path) -> None:
         """A dated row in a user's table wins over its base row; others fall back."""

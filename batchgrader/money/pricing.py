@@ -11,7 +11,8 @@ price, ``cache_write`` the price of writing the prompt cache (Anthropic's 5-minu
 the input price where a provider charges no premium). A user's table in the older
 7-column format (``model,input,cached_input,output,batch_input,batch_cached_input,
 batch_output``) still loads: cache writes cost the input price and the provider is
-guessed from the model name.
+guessed from the model name. Model names are resolved by the model catalogue
+(``batchgrader.prompting.catalogue``): case, provider prefixes, snapshots, aliases.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 
 from batchgrader.errors import PricingFileError, UnknownModelError
+from batchgrader.prompting import catalogue
 
 COLUMNS = (
     "model",
@@ -50,7 +51,6 @@ LEGACY_COLUMNS = (
     "batch_output",
 )
 PER_TOKENS = Decimal(1_000_000)
-_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4})$")
 
 
 @dataclass(frozen=True)
@@ -147,14 +147,10 @@ class PriceTable:
 
     def find(self, model: str) -> Price | None:
         """The price of ``model`` (snapshots and aliases resolved); None when unknown."""
-        name = model.strip().lower().removeprefix("openai/").removeprefix("anthropic/")
-        while True:
+        for name in catalogue.pricing_keys(model):
             if name in self._prices:
                 return self._prices[name]
-            stripped = _SNAPSHOT.sub("", name)
-            if stripped == name:
-                return None
-            name = stripped
+        return None
 
     def resolve(self, model: str) -> Price:
         """The price of ``model``, or ``UnknownModelError`` listing close matches."""
@@ -199,7 +195,7 @@ def _parse(text: str, source: str) -> dict[str, Price]:
             raise PricingFileError(f"{source}, line {line}: {model} is listed twice.")
         values.setdefault("cache_write", values["input"])
         values.setdefault("batch_cache_write", values["batch_input"])
-        provider = fields.get("provider", "").lower() or _guess_provider(model)
+        provider = fields.get("provider", "").lower() or catalogue.lookup(model).provider
         prices[model] = Price(
             model,
             provider,
@@ -214,10 +210,6 @@ def _parse(text: str, source: str) -> dict[str, Price]:
     if not prices:
         raise PricingFileError(f"{source} lists no models.")
     return prices
-
-
-def _guess_provider(model: str) -> str:
-    return "anthropic" if model.startswith("claude") else "openai"
 
 
 def _price(raw: str, name: str, model: str, source: str, line: int) -> Decimal:
