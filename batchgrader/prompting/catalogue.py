@@ -82,7 +82,7 @@ class ModelInfo:
     provider: Provider
     aliases: tuple[str, ...]
     encoding: str | None  # tiktoken encoding; None: no offline tokenizer (Claude)
-    context_window: int | None  # input + output tokens; None: unknown
+    context_window: int | None  # tokens, as the provider publishes it; None: unknown
     max_output: int | None  # output tokens per request; None: unknown
     reasoning: bool  # reasoning/thinking tokens count against max output
     endpoints: frozenset[str]  # "chat", "responses" (OpenAI); "messages" (Anthropic)
