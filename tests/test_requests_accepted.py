@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from batchgrader.pricing import PriceTable
 from typer.testing import Result
 
-from batchgrader.pricing import PriceTable
 from tests.fakes.validation import validate_request_line
 from tests.helpers import read_request_lines, write_table
 

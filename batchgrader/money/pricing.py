@@ -4,6 +4,15 @@ The table is ``pricing.csv``, packaged with batchgrader and generated from the
 ``genai-prices`` data by ``scripts/gen_pricing.py``; ``paths.pricing_file`` points at a
 user's own table instead. A missing or malformed table is a hard error: a cost is never
 silently zero.
+
+Columns: ``model,provider,input,cached_input,cache_write,output,batch_input,
+batch_cached_input,batch_cache_write,batch_output``. ``cached_input`` is the cache-read
+price, ``cache_write`` the price of writing the prompt cache (Anthropic's 5-minute write;
+the input price where a provider charges no premium). A user's table in the older
+7-column format (``model,input,cached_input,output,batch_input,batch_cached_input,
+batch_output``) still loads: cache writes cost the input price and the provider is
+guessed from the model name. Model names are resolved by the model catalogue
+(``batchgrader.prompting.catalogue``): case, provider prefixes, snapshots, aliases.
 """
 
 from __future__ import annotations
@@ -11,7 +20,6 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -19,8 +27,22 @@ from importlib import resources
 from pathlib import Path
 
 from batchgrader.errors import PricingFileError, UnknownModelError
+from batchgrader.prompting import catalogue
 
 COLUMNS = (
+    "model",
+    "provider",
+    "input",
+    "cached_input",
+    "cache_write",
+    "output",
+    "batch_input",
+    "batch_cached_input",
+    "batch_cache_write",
+    "batch_output",
+)
+#: The format before cache writes and providers; still accepted for a user's own table.
+LEGACY_COLUMNS = (
     "model",
     "input",
     "cached_input",
@@ -30,7 +52,6 @@ COLUMNS = (
     "batch_output",
 )
 PER_TOKENS = Decimal(1_000_000)
-_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})$")
 
 
 @dataclass(frozen=True)
@@ -38,10 +59,9 @@ class Rates:
     """USD per 1M tokens for one kind of call."""
 
     input: Decimal
-    cached_input: Decimal
+    cached_input: Decimal  # cache read
+    cache_write: Decimal  # writing the prompt cache (Anthropic 5-minute TTL)
     output: Decimal
-    #: Anthropic's cache-write price; None: writes cost as input (OpenAI).
-    cache_write: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +69,7 @@ class Price:
     """A model's standard and Batch API rates."""
 
     model: str
+    provider: str
     standard: Rates
     batch: Rates
 
@@ -109,7 +130,7 @@ def cost(price: Price, usage: Usage, *, tier: Tier = Tier.BATCH) -> Decimal:
     total = (
         (usage.input_tokens - cached - written) * rates.input
         + cached * rates.cached_input
-        + written * (rates.cache_write if rates.cache_write is not None else rates.input)
+        + written * rates.cache_write
         + usage.output_tokens * rates.output
     )
     return total / PER_TOKENS
@@ -151,15 +172,11 @@ class PriceTable:
         return sorted(self._prices)
 
     def find(self, model: str) -> Price | None:
-        """The price of ``model``, resolving dated snapshots; None when unknown."""
-        name = model.strip().lower().removeprefix("openai/")
-        while True:
+        """The price of ``model`` (snapshots and aliases resolved); None when unknown."""
+        for name in catalogue.pricing_keys(model):
             if name in self._prices:
                 return self._prices[name]
-            stripped = _SNAPSHOT.sub("", name)
-            if stripped == name:
-                return None
-            name = stripped
+        return None
 
     def resolve(self, model: str) -> Price:
         """The price of ``model``, or ``UnknownModelError`` listing close matches."""
@@ -178,7 +195,8 @@ class PriceTable:
 def _parse(text: str, source: str) -> dict[str, Price]:
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None)
-    if header is None or tuple(h.strip() for h in header) != COLUMNS:
+    columns = tuple(h.strip() for h in header or ())
+    if columns not in (COLUMNS, LEGACY_COLUMNS):
         raise PricingFileError(
             f"{source}: the header must be {','.join(COLUMNS)}, got {','.join(header or [])!r}."
         )
@@ -186,29 +204,47 @@ def _parse(text: str, source: str) -> dict[str, Price]:
     for line, row in enumerate(reader, start=2):
         if not row or not "".join(row).strip():
             continue
-        if len(row) != len(COLUMNS):
+        if len(row) != len(columns):
             raise PricingFileError(
-                f"{source}, line {line}: expected {len(COLUMNS)} fields, got {len(row)}."
+                f"{source}, line {line}: expected {len(columns)} fields, got {len(row)}."
             )
-        model = row[0].strip().lower()
-        values: list[Decimal] = []
-        for name, raw in zip(COLUMNS[1:], row[1:], strict=True):
-            try:
-                value = Decimal(raw.strip())
-            except InvalidOperation:
-                raise PricingFileError(
-                    f"{source}, line {line}: {name} of {model} is not a number: {raw!r}."
-                ) from None
-            if not value.is_finite() or value < 0:
-                raise PricingFileError(
-                    f"{source}, line {line}: {name} of {model} must be a price >= 0."
-                )
-            values.append(value)
+        fields = dict(zip(columns, (cell.strip() for cell in row), strict=True))
+        model = fields["model"].lower()
         if not model:
             raise PricingFileError(f"{source}, line {line}: the model name is empty.")
+        values = {
+            name: _price(raw, name, model, source, line)
+            for name, raw in fields.items()
+            if name not in ("model", "provider")
+        }
         if model in prices:
             raise PricingFileError(f"{source}, line {line}: {model} is listed twice.")
-        prices[model] = Price(model, Rates(*values[:3]), Rates(*values[3:]))
+        values.setdefault("cache_write", values["input"])
+        values.setdefault("batch_cache_write", values["batch_input"])
+        provider = fields.get("provider", "").lower() or catalogue.lookup(model).provider
+        prices[model] = Price(
+            model,
+            provider,
+            Rates(values["input"], values["cached_input"], values["cache_write"], values["output"]),
+            Rates(
+                values["batch_input"],
+                values["batch_cached_input"],
+                values["batch_cache_write"],
+                values["batch_output"],
+            ),
+        )
     if not prices:
         raise PricingFileError(f"{source} lists no models.")
     return prices
+
+
+def _price(raw: str, name: str, model: str, source: str, line: int) -> Decimal:
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise PricingFileError(
+            f"{source}, line {line}: {name} of {model} is not a number: {raw!r}."
+        ) from None
+    if not value.is_finite() or value < 0:
+        raise PricingFileError(f"{source}, line {line}: {name} of {model} must be a price >= 0.")
+    return value
