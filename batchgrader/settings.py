@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import urlparse
 
 from pydantic import (
@@ -50,7 +50,8 @@ from batchgrader import paths
 from batchgrader.errors import ConfigError
 
 Endpoint = Literal["/v1/chat/completions", "/v1/responses"]
-ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh"]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+DEFAULT_REASONING_EFFORT: Final = "low"
 ServiceTier = Literal["auto", "default", "flex", "priority"]
 ENV_PREFIX = "BATCHGRADER_"
 
@@ -136,7 +137,8 @@ class RequestSettings(_Section):
         description="Max output tokens of each request (default: 512, more for reasoning models).",
     )
     reasoning_effort: ReasoningEffort | None = Field(
-        "low", description="Reasoning effort of reasoning models (unset: the model's default)."
+        DEFAULT_REASONING_EFFORT,
+        description="Reasoning effort of reasoning models (unset: the model's default).",
     )
     service_tier: ServiceTier | None = Field(
         None, description="OpenAI service tier (flex: Batch rates, synchronous answers)."

@@ -1,10 +1,11 @@
 """Every request line ``grade`` builds is one OpenAI accepts, for every priced model.
 
-For each model of the packaged pricing table and both endpoints, ``grade --dry-run``
-writes the request files exactly as a real run would upload them; the fake's validator
-(``tests/fakes/validation.py``, rules in ``tests/fakes/models.py``) must pass each line.
-Cases OpenAI refuses today are strict xfails naming issue 12: each mark must go when
-the fix lands (a strict xfail that passes fails the suite).
+For each OpenAI model of the packaged pricing table, with the endpoint chosen for it and
+with each endpoint forced, ``grade --dry-run`` writes the request files exactly as a
+real run would upload them; the fake's validator (``tests/fakes/validation.py``, rules
+in ``tests/fakes/models.py``, written from OpenAI's documentation independently of
+batchgrader's catalogue) must pass each line. Forcing an endpoint the model is not
+served on stops before anything is written (exit 2).
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from batchgrader.pricing import PriceTable
 from typer.testing import Result
 
+from batchgrader.money.pricing import PriceTable
+from batchgrader.prompting.catalogue import lookup
 from tests.fakes.validation import validate_request_line
 from tests.helpers import read_request_lines, write_table
 
@@ -26,12 +28,10 @@ CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
 ROWS = [{"response": "Paris is the capital of France."}, {"response": "It is Lyon."}]
 
-RESPONSES_ONLY = "responses-only model sent to /v1/chat/completions (404)"
-NO_STRUCTURED_OUTPUTS = "json_schema sent to a model without structured outputs (400)"
-# (model, endpoint) → why OpenAI refuses the lines batchgrader builds today.
-REFUSED_TODAY: dict[tuple[str, str], str] = {
-    **{
-        (model, CHAT): RESPONSES_ONLY
+#: (model, forced endpoint) pairs the model is not served on: refused up front.
+NOT_SERVED: set[tuple[str, str]] = {
+    *(
+        (model, CHAT)
         for model in (
             "computer-use-preview",
             "gpt-5-pro",
@@ -41,43 +41,45 @@ REFUSED_TODAY: dict[tuple[str, str], str] = {
             "o1-pro",
             "o3-pro",
         )
-    },
-    **{
-        (model, endpoint): NO_STRUCTURED_OUTPUTS
-        for model in ("gpt-3.5-turbo", "gpt-4", "gpt-4-turbo")
-        for endpoint in (CHAT, RESPONSES)
-    },
-    ("computer-use-preview", RESPONSES): NO_STRUCTURED_OUTPUTS,
-    ("o1-mini", CHAT): "system message sent to o1-mini (400); it has no structured outputs either",
-    ("o1-mini", RESPONSES): "o1-mini is not served by /v1/responses (404)",
+    ),
+    ("o1-mini", RESPONSES),
 }
 
 
 def cases() -> list[Any]:
-    """(model, endpoint) for every priced model, refused ones marked strict xfail."""
-    params = []
-    for model in PriceTable.load().models:
-        for endpoint in (CHAT, RESPONSES):
-            reason = REFUSED_TODAY.get((model, endpoint))
-            marks = [pytest.mark.xfail(strict=True, reason=f"issue 12: {reason}")] if reason else []
-            params.append(pytest.param(model, endpoint, marks=marks, id=f"{model}-{endpoint}"))
-    return params
+    """(model, endpoint or None for the default) for every priced OpenAI model."""
+    return [
+        pytest.param(model, endpoint, id=f"{model}-{endpoint or 'default'}")
+        for model in PriceTable.load().models
+        if lookup(model).provider == "openai"
+        for endpoint in (None, CHAT, RESPONSES)
+    ]
 
 
-def dry_run_lines(bg: Bg, folder: Path, model: str, endpoint: str) -> list[dict[str, Any]]:
-    """The request lines ``grade --dry-run`` writes for ``model`` and ``endpoint``."""
+def dry_run(bg: Bg, folder: Path, model: str, endpoint: str | None) -> Result:
+    """``grade --dry-run --json`` of a small file for ``model`` (``endpoint`` forced)."""
     path = write_table(folder / "answers.csv", ROWS)
-    result = bg("grade", path, "--model", model, "--endpoint", endpoint, "--dry-run", "--json")
-    assert result.exit_code == 0, result.output
-    (plan,) = json.loads(result.stdout)["plans"]
-    return [json.loads(line) for line in read_request_lines(Path(plan["folder"]))]
+    forced = ["--endpoint", endpoint] if endpoint else []
+    return bg("grade", path, "--model", model, *forced, "--dry-run", "--json")
 
 
 @pytest.mark.parametrize(("model", "endpoint"), cases())
-def test_grade_requests_are_accepted(bg: Bg, isolated_env: Path, model: str, endpoint: str) -> None:
-    """No line of a dry run's request files is one OpenAI would refuse."""
-    lines = dry_run_lines(bg, isolated_env, model, endpoint)
+def test_grade_requests_are_accepted(
+    bg: Bg, isolated_env: Path, model: str, endpoint: str | None
+) -> None:
+    """No line of a dry run's request files is one OpenAI would refuse; an endpoint the
+    model is not served on is refused before anything is written."""
+    result = dry_run(bg, isolated_env, model, endpoint)
+    if endpoint is not None and (model, endpoint) in NOT_SERVED:
+        assert result.exit_code == 2, result.output
+        assert "served only on" in json.loads(result.stdout)["error"]["message"]
+        assert not (isolated_env / "output").exists()
+        return
+    assert result.exit_code == 0, result.output
+    (plan,) = json.loads(result.stdout)["plans"]
+    lines = [json.loads(line) for line in read_request_lines(Path(plan["folder"]))]
     assert len(lines) == len(ROWS)
+    endpoint = lines[0]["url"]
     refusals = {
         line["custom_id"]: refusal
         for number, line in enumerate(lines, start=1)

@@ -27,7 +27,7 @@ from batchgrader.prompting.options import AnswerMode, RequestOptions
 from batchgrader.prompting.prompts import Prompt, Scale, Template, load_prompt
 from batchgrader.providers.base import Provider, RequestCodec, TokenCounter
 from batchgrader.providers.registry import provider_for
-from batchgrader.settings import Settings
+from batchgrader.settings import DEFAULT_REASONING_EFFORT, Settings
 
 log = logging.getLogger(__name__)
 
@@ -153,13 +153,25 @@ def request_spec(
             f"{req.model} has no JSON-schema output: the prompt asks for the JSON answer "
             "and it is read from the text."
         )
-    effort = req.reasoning_effort if model.reasoning else None
+    try:
+        effort, note = rules.resolve_effort(
+            model, req.reasoning_effort, default=DEFAULT_REASONING_EFFORT
+        )
+    except ValueError as exc:
+        raise UsageError(f"{exc}.", hint="Set request.reasoning_effort to one of those.") from None
+    if note:
+        notes.append(note)
     max_tokens = req.max_tokens_per_response or rules.default_max_tokens(model, effort)
+    _check_room(req.model, model, max_tokens)
+    temperature = req.temperature
+    if temperature is not None and not model.temperature:
+        notes.append(f"{req.model} takes no temperature: request.temperature is not sent.")
+        temperature = None
     options = RequestOptions(
         model=req.model,
         endpoint=endpoint,
         max_tokens=max_tokens,
-        temperature=req.temperature,
+        temperature=temperature,
         answer_mode=mode,
         reasoning_effort=effort,
         service_tier=req.service_tier,
@@ -229,19 +241,38 @@ def _endpoint(name: str, asked: str | None, model: rules.ModelRules, notes: list
             notes.append(f"{name} is served only on /v1/responses: the requests go there.")
             return RESPONSES
         return CHAT
-    if asked == CHAT and model.responses_only:
+    only = RESPONSES if model.responses_only else CHAT if model.chat_only else None
+    if only is not None and asked != only:
         raise UsageError(
-            f"{name} is served only on /v1/responses, not on {CHAT}: the provider would "
-            "refuse every row.",
-            hint="Drop --endpoint (request.endpoint) or set it to /v1/responses.",
+            f"{name} is served only on {only}, not on {asked}: the provider would refuse "
+            "every row.",
+            hint=f"Drop --endpoint (request.endpoint) or set it to {only}.",
         )
     return asked
 
 
+def _check_room(name: str, model: rules.ModelRules, max_tokens: int) -> None:
+    """Output tokens must fit the model's output limit and leave room for input."""
+    if model.max_output is not None and max_tokens > model.max_output:
+        raise UsageError(
+            f"max_tokens_per_response ({max_tokens:,}) is more than {name} can write in one "
+            f"answer ({model.max_output:,} tokens).",
+            hint="Lower --max-tokens (request.max_tokens_per_response).",
+        )
+    if model.context_window is not None and max_tokens >= model.context_window:
+        raise UsageError(
+            f"max_tokens_per_response ({max_tokens:,}) leaves no room for the input in "
+            f"{name}'s context window ({model.context_window:,} tokens).",
+            hint="Lower --max-tokens (request.max_tokens_per_response).",
+        )
+
+
 def _answer_mode(prompt: Prompt, structured: bool, model: rules.ModelRules) -> AnswerMode:
+    """How the answer is asked for: the provider's schema enforcement where the model has
+    it, a forced tool call (Anthropic), else the prompt asks and the text is read."""
     wants_json = prompt.schema is not None or prompt.reasoning
     if structured and model.structured_output == "json_schema":
         return AnswerMode.SCHEMA
-    if structured and model.structured_output == "tool":
+    if structured and model.structured_output == "tool" and model.provider == "anthropic":
         return AnswerMode.TOOL
     return AnswerMode.JSON_TEXT if wants_json else AnswerMode.TEXT

@@ -6,15 +6,10 @@ from the model catalogue (``catalogue.py``, generated beside ``pricing.csv``).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
-from batchgrader.prompting.tokens import context_window, encoding_name
-
-#: Models served only on /v1/responses.
-_RESPONSES_ONLY = ("o1-pro", "o3-pro", "computer-use-preview", "codex-mini")
-_NO_SCHEMA = ("gpt-3.5-turbo", "gpt-4", "o1-mini", "o1-preview")
-_NO_SYSTEM = ("o1-mini", "o1-preview")
-_REASONING = ("o1", "o3", "o4", "gpt-5", "gpt-6")
+from batchgrader.prompting import catalogue
 
 #: Output tokens a reasoning model gets by default, by reasoning effort: room for its
 #: reasoning as well as the answer (reasoning tokens count as output).
@@ -40,47 +35,99 @@ EXPECTED_REASONING_TOKENS = {
 }
 DEFAULT_MAX_TOKENS = 512
 
+_O_SERIES = ("low", "medium", "high")
+_GPT5 = ("minimal", "low", "medium", "high")
+_GPT51 = ("none", "low", "medium", "high")
+_GPT52 = ("none", "low", "medium", "high", "xhigh")
+_NONE_TO_MAX = ("none", "low", "medium", "high", "xhigh", "max")
+_LOW_TO_MAX = ("low", "medium", "high", "xhigh", "max")
+#: The reasoning efforts each family takes, first match wins (() : no effort parameter).
+#: Sources: OpenAI's model pages (developers.openai.com/api/docs/models), the reasoning
+#: guide, and the SDK's ReasoningEffort literal; gpt-5-pro "only supports
+#: reasoning.effort: high"; o1-mini takes no reasoning_effort.
+EFFORTS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = tuple(
+    (re.compile(pattern), efforts)
+    for pattern, efforts in (
+        (r"o1-mini|o1-preview", ()),
+        (r"o3-deep-research|o4-mini-deep-research", ("medium",)),
+        (r"gpt-5-pro", ("high",)),
+        (r"gpt-5\.\d+-pro", ("medium", "high", "xhigh")),
+        (r"o\d(-mini|-pro)?", _O_SERIES),
+        (r"gpt-5(\.\d+)?-codex(-\w+)?|codex-mini", _GPT52),
+        (r"gpt-5(-mini|-nano)?", _GPT5),
+        (r"gpt-5\.1(-mini)?", _GPT51),
+        (r"gpt-5\.[2-5](-mini|-nano)?", _GPT52),
+        (r"gpt-6(\.\d+)?-astra|gpt-6\.2-sol", _LOW_TO_MAX),
+        (r"gpt-[56](\.\d+)?(-[a-z]+)?", _NONE_TO_MAX),
+    )
+)
+
 
 @dataclass(frozen=True)
 class ModelRules:
     """What a model accepts, as the request builders need it."""
 
     name: str
+    provider: str
     reasoning: bool
     responses_only: bool
+    chat_only: bool
     structured_output: str  # json_schema | tool | none
     system_message: bool
+    temperature: bool
     context_window: int | None
     max_output: int | None
     encoding: str | None
-
-
-def base_name(model: str) -> str:
-    """The model a name runs: no ``openai/`` prefix; a fine-tuned name's base model."""
-    name = model.strip().lower().removeprefix("openai/")
-    if name.startswith("ft:"):
-        name = name[3:].split(":", 1)[0]
-    return name
+    known: bool
 
 
 def of(model: str) -> ModelRules:
-    """The rules of ``model`` (fine-tuned names follow their base model)."""
-    name = base_name(model)
-
-    def family(prefixes: tuple[str, ...]) -> bool:
-        return any(name == p or name.startswith(p + "-") for p in prefixes)
-
-    pro = name.startswith("gpt-5") and (name.endswith("-pro") or "-pro-" in name)
+    """The rules of ``model``: its catalogue entry (fine-tuned names follow their base)."""
+    info = catalogue.lookup(model)
     return ModelRules(
-        name=name,
-        reasoning=name.startswith(_REASONING),
-        responses_only=family(_RESPONSES_ONLY) or pro,
-        structured_output="none" if family(_NO_SCHEMA) else "json_schema",
-        system_message=not family(_NO_SYSTEM),
-        context_window=context_window(name),
-        max_output=None,
-        encoding=encoding_name(name),
+        name=info.model,
+        provider=info.provider,
+        reasoning=info.reasoning,
+        responses_only="responses" in info.endpoints and "chat" not in info.endpoints,
+        chat_only="chat" in info.endpoints and "responses" not in info.endpoints,
+        structured_output=info.structured_output,
+        system_message=info.system_message,
+        temperature=info.temperature,
+        context_window=info.context_window,
+        max_output=info.max_output,
+        encoding=info.encoding,
+        known=info.known,
     )
+
+
+def efforts(model: ModelRules) -> tuple[str, ...]:
+    """The reasoning efforts ``model`` takes (empty: it takes none, or is not reasoning)."""
+    if not model.reasoning or model.provider != "openai":
+        return ()
+    for pattern, values in EFFORTS:
+        if pattern.fullmatch(model.name):
+            return values
+    return _O_SERIES
+
+
+def resolve_effort(
+    model: ModelRules, asked: str | None, *, default: str | None
+) -> tuple[str | None, str | None]:
+    """(the effort to send, a note for the user); an effort the model refuses that the
+    user chose is ``ValueError``, the default one is replaced by the nearest it takes."""
+    accepted = efforts(model)
+    if asked is None or not accepted:
+        return None, None
+    if asked in accepted:
+        return asked, None
+    if asked != default:
+        raise ValueError(
+            f"{model.name} takes reasoning effort {', '.join(accepted)}, not {asked!r}"
+        )
+    order = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+    above = [e for e in accepted if order.index(e) >= order.index(asked)]
+    chosen = above[0] if above else accepted[-1]
+    return chosen, f"{model.name} takes reasoning effort {', '.join(accepted)}: sending {chosen}."
 
 
 def default_max_tokens(model: ModelRules, effort: str | None) -> int:

@@ -18,46 +18,18 @@ from functools import cache
 import tiktoken
 
 from batchgrader.errors import TokenizerUnavailable
+from batchgrader.prompting import catalogue
 
 TOKENS_PER_MESSAGE = 3
 REPLY_PRIMING = 3
 
-# Models tokenized with cl100k_base; every current model (gpt-4o, gpt-4.1, gpt-5.x,
-# o-series and newer) uses o200k_base.
-_CL100K_PREFIXES = ("gpt-3.5", "gpt-4-", "gpt-35")
-_CL100K_EXACT = ("gpt-4",)
-
-# Context windows (input + output tokens) by model prefix, longest prefix wins.
-CONTEXT_WINDOWS: dict[str, int] = {
-    "gpt-3.5-turbo": 16_385,
-    "gpt-4": 8_192,
-    "gpt-4-turbo": 128_000,
-    "gpt-4o": 128_000,
-    "gpt-4.1": 1_047_576,
-    "gpt-4.5": 128_000,
-    "gpt-5": 400_000,
-    "o1": 200_000,
-    "o1-mini": 128_000,
-    "o3": 200_000,
-    "o4-mini": 200_000,
-}
+#: The encoding of a model the catalogue knows no encoding for (every current model).
+DEFAULT_ENCODING = "o200k_base"
 
 
 def encoding_name(model: str) -> str:
-    """The tiktoken encoding of ``model``."""
-    name = model.lower().removeprefix("openai/")
-    if name in _CL100K_EXACT or name.startswith(_CL100K_PREFIXES):
-        return "cl100k_base"
-    return "o200k_base"
-
-
-def context_window(model: str) -> int | None:
-    """The model's context window, or None when unknown."""
-    name = model.lower().removeprefix("openai/")
-    matches = [p for p in CONTEXT_WINDOWS if name == p or name.startswith(p + "-")]
-    if name.startswith("gpt-5"):
-        matches.append("gpt-5")
-    return CONTEXT_WINDOWS[max(matches, key=len)] if matches else None
+    """The tiktoken encoding of ``model``, from the model catalogue."""
+    return catalogue.lookup(model).encoding or DEFAULT_ENCODING
 
 
 @cache

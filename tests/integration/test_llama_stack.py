@@ -22,7 +22,7 @@ import pytest
 from typer.testing import Result
 
 from batchgrader import paths
-from batchgrader.ledger import Ledger, UsageEvent
+from batchgrader.ledger.store import Ledger, UsageEvent
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import (
     count_completion_tokens,
