@@ -159,6 +159,16 @@ class FileMissing(ProviderError):
     code = "file_missing"
 
 
+class BatchApiMissing(ProviderError):
+    """The server has no Batch API (a 404 or 405 on its files or batches routes).
+
+    Nothing was submitted, so it is a usage error: ``--mode direct`` (or ``auto``).
+    """
+
+    exit_code = 2
+    code = "no_batch_api"
+
+
 class QuotaExhausted(ProviderError):
     """The account has no quota or credits left; retrying cannot help."""
 
@@ -169,6 +179,20 @@ class AmbiguousBatch(ProviderError):
     """After a lost create answer, several batches could be the chunk's: a person decides."""
 
     code = "ambiguous_batch"
+
+
+class BudgetStop(BatchgraderError):
+    """A run stopped sending because the next requests could pass a budget."""
+
+    exit_code = 1
+    code = "budget_stop"
+
+
+class JobCancelled(BatchgraderError):
+    """The job was cancelled (``jobs cancel``) while this process ran it."""
+
+    exit_code = 1
+    code = "cancelled"
 
 
 class RunFailed(BatchgraderError):

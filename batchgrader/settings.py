@@ -198,8 +198,36 @@ class RunSettings(_Section):
     delete_remote_files: bool = Field(
         True, description="Delete a batch's files at the provider once its results are stored."
     )
+    mode: Literal["auto", "batch", "direct"] = Field(
+        "auto",
+        description="batch: a Batch API; direct: concurrent calls; auto: batch where the "
+        "server has a Batch API, else direct.",
+    )
+    direct_concurrency: int = Field(
+        16, gt=0, le=1024, description="Direct mode: requests in flight at once."
+    )
+    requests_per_minute: int | None = Field(
+        None, gt=0, description="Direct mode: pace requests to at most this many a minute."
+    )
+    tokens_per_minute: int | None = Field(
+        None, gt=0, description="Direct mode: pace requests to at most this many tokens a minute."
+    )
     max_retries_per_row: int = Field(
         1, ge=0, description="Automatic resubmissions of rows an expired batch did not run."
+    )
+
+
+class ModelPrice(_Section):
+    """A model's price per 1M tokens, for a model the pricing table lacks (or zero for a
+    local server)."""
+
+    input: Decimal = Field(ge=0, allow_inf_nan=False, description="USD per 1M input tokens.")
+    output: Decimal = Field(ge=0, allow_inf_nan=False, description="USD per 1M output tokens.")
+    cached_input: Decimal | None = Field(
+        None, ge=0, allow_inf_nan=False, description="USD per 1M cached input tokens."
+    )
+    batch_discount: bool = Field(
+        False, description="Batch API requests cost half (as OpenAI and Anthropic bill)."
     )
 
 
@@ -240,6 +268,9 @@ class Settings(BaseSettings):
     chunking: ChunkingSettings = ChunkingSettings()
     run: RunSettings = RunSettings()
     budget: BudgetSettings = BudgetSettings()
+    pricing: dict[str, ModelPrice] = Field(
+        default_factory=dict, description="Prices of models the pricing table lacks."
+    )
     logging: LoggingSettings = LoggingSettings()
 
     def state_dir(self) -> Path:
@@ -482,7 +513,9 @@ def iter_settings(settings: Settings) -> list[tuple[str, Any, str]]:
     rows: list[tuple[str, Any, str]] = []
     for section_name, section_field in Settings.model_fields.items():
         section = getattr(settings, section_name)
-        del section_field
+        if not isinstance(section, BaseModel):  # a table keyed by name ([pricing."model"])
+            rows.append((section_name, section, section_field.description or ""))
+            continue
         for name, info in type(section).model_fields.items():
             rows.append((f"{section_name}.{name}", getattr(section, name), info.description or ""))
     return rows

@@ -7,6 +7,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property tests run on loaded CI machines: no per-example deadline (a slow example is not a
+# failure), and the same number of examples everywhere.
+settings.register_profile(
+    "batchgrader", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("batchgrader")
 from typer.testing import CliRunner, Result
 
 from batchgrader.cli import app

@@ -100,10 +100,36 @@ def grade(
             show_default=False,
         ),
     ] = None,
+    mode: Annotated[
+        str | None,
+        typer.Option(
+            "--mode",
+            help="batch (a Batch API), direct (concurrent calls) or auto (run.mode).",
+            show_default=False,
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            help="Direct mode: requests in flight at once (run.direct_concurrency).",
+            show_default=False,
+        ),
+    ] = None,
+    service_tier: Annotated[
+        str | None,
+        typer.Option(
+            "--service-tier",
+            help="OpenAI service tier, e.g. flex: Batch rates, answered synchronously "
+            "(request.service_tier).",
+            show_default=False,
+        ),
+    ] = None,
     yes: YesOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Grade every row of the input files with the judge through the Batch API."""
+    """Grade every row of the input files with the judge (Batch API, or direct calls)."""
     app = AppContext.of(ctx)
     app.json_mode = json_output
     loaded = app.load(
@@ -117,6 +143,11 @@ def grade(
         )
         | {"run.halt_on_chunk_failure": False if continue_on_failure else None}
         | {"budget.max_cost_usd": max_cost.strip().removeprefix("$") if max_cost else None}
+        | {
+            "run.mode": mode,
+            "run.direct_concurrency": concurrency,
+            "request.service_tier": service_tier,
+        }
     )
     settings = loaded.settings
     fmt = formats.parse_format(input_format)

@@ -44,6 +44,10 @@ class ChunkEvent:
     #: Seconds since the batch was created at the provider (None: not created).
     waited: float | None = None
     mode: str = "batch"
+    #: Direct mode: requests in flight, answers and tokens per second.
+    in_flight: int = 0
+    rows_per_second: float | None = None
+    tokens_per_second: float | None = None
 
 
 EventSink = Callable[[ChunkEvent], None]

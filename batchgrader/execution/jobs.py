@@ -45,8 +45,13 @@ def new_job(
     ledger: Ledger,
     input_hash: str,
     fp: str,
+    *,
+    mode: ChunkMode = ChunkMode.BATCH,
 ) -> JobRow:
-    """Plan the chunks, write their request files and the rows' copy, record the job."""
+    """Plan the chunks, write their request files and the rows' copy, record the job.
+
+    ``mode`` is how its chunks run (a Batch API, or direct calls).
+    """
     job_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     files = JobFiles(settings, job_id)
     files.folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -97,7 +102,7 @@ def new_job(
             error=None,
             result_file=None,
             updated_at=stamp,
-            mode=ChunkMode.BATCH,
+            mode=mode,
         )
         for c in plan.chunks
     ]

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -23,8 +24,9 @@ from batchgrader.data.atomic import atomic_path
 from batchgrader.data.formats import Format, format_of
 from batchgrader.data.reading import scan_table
 from batchgrader.data.writing import sink_rows
-from batchgrader.errors import InputFileError, Interrupted, UsageError
+from batchgrader.errors import BatchApiMissing, InputFileError, Interrupted, UsageError
 from batchgrader.execution.batch import BatchExecutor
+from batchgrader.execution.direct import DirectExecutor
 from batchgrader.execution.events import Clock, EventSink, Identity, SystemClock
 from batchgrader.execution.identity import file_hash
 from batchgrader.execution.jobs import identity_of, new_job
@@ -42,7 +44,7 @@ from batchgrader.execution.recovery import write_recovered
 from batchgrader.execution.resubmit import RetryScope, add_retry_chunks
 from batchgrader.execution.retrying import RetryPolicy
 from batchgrader.execution.summary import RowTally, RunSummary, summarise
-from batchgrader.ledger.records import ChunkRow, ChunkStatus, JobRow, JobStatus
+from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow, JobStatus
 from batchgrader.ledger.store import Ledger
 from batchgrader.money import budget
 from batchgrader.money.costs import today_cost
@@ -96,6 +98,8 @@ class Session:
     confirm: Callable[[str], bool] | None
     locks: list[JobLock] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
+    #: Dollars spent by direct requests in this run (checked against budget.max_cost_usd).
+    spent: Decimal = Decimal(0)
 
 
 @contextmanager
@@ -236,7 +240,8 @@ class Grader:
         created = job is None
         reused_from = None
         if job is None:
-            job = new_job(workload, s.spec, s.settings, s.ledger, input_hash, fp)
+            mode = ChunkMode.DIRECT if s.settings.run.mode == "direct" else ChunkMode.BATCH
+            job = new_job(workload, s.spec, s.settings, s.ledger, input_hash, fp, mode=mode)
         elif Path(job.input_path) != workload.source.path.resolve():
             reused_from = job.input_path
             s.say(
@@ -275,9 +280,26 @@ class Grader:
             s.ledger.set_job(job.id, output_path=str(target.path))
         return target
 
+    def _retry_mode(self, job: JobRow) -> ChunkMode:
+        """How resent rows run: as ``run.mode`` says; with ``auto``, as the job last ran
+        (a job that went direct because its server has no Batch API stays direct)."""
+        mode = self.s.settings.run.mode
+        if mode != "auto":
+            return ChunkMode(mode)
+        chunks = self.s.ledger.chunks(job.id)
+        return chunks[-1].mode if chunks else ChunkMode.BATCH
+
     def _retry(self, job: JobRow, workload: Workload, scope: RetryScope) -> None:
         s = self.s
-        count = add_retry_chunks(s.settings, s.ledger, job, s.spec, scope=scope, workload=workload)
+        count = add_retry_chunks(
+            s.settings,
+            s.ledger,
+            job,
+            s.spec,
+            scope=scope,
+            workload=workload,
+            mode=self._retry_mode(job),
+        )
         s.say(
             f"Retrying {count:,} failed row(s) of job {job.id}."
             if count
@@ -343,30 +365,99 @@ class Grader:
                 job, chunks, tally, s.ledger, str(target.path), job.status, notes=notes
             )
         s.running.append(job.id)
-        executor = BatchExecutor(
-            s.transport,
-            s.ledger,
-            s.settings,
-            s.spec,
-            s.identity,
-            on_event=s.on_event,
-            clock=s.clock,
-            policy=s.policy,
-        )
-        chunks = executor.run(job, detach=options.detach)
+        chunks = self._execute(job, options)
         for _ in range(0 if options.detach else s.settings.run.max_retries_per_row):
             if not all(c.status.finished for c in chunks):
                 break
             resent = add_retry_chunks(
-                s.settings, s.ledger, job, s.spec, only=AUTO_RETRIED, workload=item.workload
+                s.settings,
+                s.ledger,
+                job,
+                s.spec,
+                only=AUTO_RETRIED,
+                workload=item.workload,
+                mode=self._retry_mode(job),
             )
             if not resent:
                 break
             log.warning("Resubmitting %d row(s) an expired batch did not run.", resent)
-            chunks = executor.run(job)
+            chunks = self._execute(job, options)
         if not all(c.status.finished for c in chunks):
             return summarise(job, chunks, None, s.ledger, None, "submitted", notes=notes)
         return self._write(item, chunks, notes)
+
+    def _execute(self, job: JobRow, options: GradeOptions) -> list[ChunkRow]:
+        """Run the job's chunks: batches first (unless none), then direct chunks."""
+        s = self.s
+        chunks = s.ledger.chunks(job.id)
+        if any(c.mode is ChunkMode.BATCH and not c.status.finished for c in chunks):
+            executor = BatchExecutor(
+                s.transport,
+                s.ledger,
+                s.settings,
+                s.spec,
+                s.identity,
+                on_event=s.on_event,
+                clock=s.clock,
+                policy=s.policy,
+            )
+            try:
+                chunks = executor.run(job, detach=options.detach)
+            except BatchApiMissing as exc:
+                if s.settings.run.mode != "auto":
+                    raise
+                self._switch_to_direct(job, exc)
+                chunks = s.ledger.chunks(job.id)
+        if any(c.mode is ChunkMode.DIRECT and not c.status.finished for c in chunks):
+            if options.detach:
+                raise UsageError(
+                    "Direct mode has no batches to leave running: --detach cannot be used.",
+                    hint="Run without --detach (Ctrl-C keeps every answer received so far).",
+                )
+            direct = DirectExecutor(
+                lambda timeout: s.spec.provider.direct_transport(timeout=timeout),
+                s.ledger,
+                s.settings,
+                s.spec,
+                s.identity,
+                on_event=s.on_event,
+                clock=s.clock,
+                policy=s.policy,
+                spent_before=s.spent,
+            )
+            try:
+                chunks = direct.run(job)
+            finally:
+                s.spent = direct.spent
+                if direct.possibly_executed:
+                    s.say(
+                        f"{direct.possibly_executed:,} request(s) lost their connection after "
+                        "being sent and were sent again: their first try may have been billed."
+                    )
+        return chunks
+
+    def _switch_to_direct(self, job: JobRow, exc: BatchApiMissing) -> None:
+        """``--mode auto``: the server has no Batch API; its queued chunks go direct."""
+        s = self.s
+        for chunk in s.ledger.chunks(job.id):
+            if chunk.mode is ChunkMode.BATCH and chunk.status in (
+                ChunkStatus.PENDING,
+                ChunkStatus.PREPARED,
+                ChunkStatus.CREATING,
+            ):
+                s.ledger.set_chunk(
+                    job.id,
+                    chunk.idx,
+                    mode=ChunkMode.DIRECT,
+                    status=ChunkStatus.PENDING,
+                    prepared_ref=None,
+                    attempt=0,
+                    intent_at=None,
+                )
+        s.say(
+            f"{exc.message.split(':')[0]} has no Batch API: grading directly, "
+            f"{s.settings.run.direct_concurrency} requests at a time (--mode auto)."
+        )
 
     def _write(self, item: _Prepared, chunks: list[ChunkRow], notes: list[str]) -> RunSummary:
         s = self.s

@@ -292,6 +292,34 @@ class Ledger:
             )
         return True
 
+    def upsert_usage(self, event: UsageEvent) -> None:
+        """Record the usage so far of a unit that grows (a chunk's direct answers)."""
+        values = _usage_values(event, committed=False)
+        self.db.execute(
+            f"INSERT OR REPLACE INTO usage_events ({', '.join(values)})"
+            f" VALUES ({', '.join('?' * len(values))})",
+            tuple(values.values()),
+        )
+
+    def set_reservation(
+        self, batch_id: str, input_tokens: int, output_tokens: int, cost: Decimal | None
+    ) -> None:
+        """Update a reservation to what its unit may still spend (none left: dropped)."""
+        if input_tokens + output_tokens <= 0:
+            self.release_usage(batch_id)
+            return
+        self.db.execute(
+            "UPDATE usage_events SET input_tokens = ?, output_tokens = ?, total_tokens = ?,"
+            " cost = ? WHERE batch_id = ? AND committed = 1",
+            (
+                input_tokens,
+                output_tokens,
+                input_tokens + output_tokens,
+                str(cost) if cost is not None else None,
+                batch_id,
+            ),
+        )
+
     def release_usage(self, batch_id: str) -> None:
         """Drop a committed estimate whose batch will never run (failed validation)."""
         self.db.execute(

@@ -27,11 +27,11 @@ from decimal import Decimal
 from pydantic import BaseModel
 
 from batchgrader.errors import BudgetExceeded
-from batchgrader.ledger.records import ChunkRow, ChunkStatus, JobRow, UsageEvent
+from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow, UsageEvent
 from batchgrader.ledger.store import Ledger, now_iso
 from batchgrader.money.costs import as_utc, day_start, month_start, select
-from batchgrader.money.pricing import Usage, cost
-from batchgrader.planning.estimate import estimate_cost, expected_output_tokens
+from batchgrader.money.pricing import Tier, Usage, cost
+from batchgrader.planning.estimate import expected_output_tokens
 from batchgrader.planning.spec import RequestSpec
 from batchgrader.settings import BudgetSettings, Settings
 
@@ -95,7 +95,17 @@ def estimate_run(
     input_tokens = sum(c.tokens for c in chunks)
     expected = requests * expected_per_request
     worst = requests * spec.options.max_tokens
-    cost = estimate_cost(spec, input_tokens, expected, worst)
+    expected_cost = worst_cost = Decimal(0) if spec.price else None
+    for chunk in chunks:  # batch chunks at Batch API rates, direct ones at theirs
+        if spec.price is None:
+            break
+        tier = chunk_tier(chunk, spec)
+        out_expected = chunk.requests * expected_per_request
+        out_worst = chunk.requests * spec.options.max_tokens
+        base = cost(spec.price, Usage(input_tokens=chunk.tokens), tier=tier)
+        assert expected_cost is not None and worst_cost is not None
+        expected_cost += base + cost(spec.price, Usage(output_tokens=out_expected), tier=tier)
+        worst_cost += base + cost(spec.price, Usage(output_tokens=out_worst), tier=tier)
     return RunEstimate(
         model=spec.price.model if spec.price else spec.options.model,
         chunks=len(chunks),
@@ -103,9 +113,16 @@ def estimate_run(
         input_tokens=input_tokens,
         expected_output_tokens=expected,
         worst_output_tokens=worst,
-        expected_cost=cost.total_expected if cost else None,
-        worst_cost=cost.total_worst if cost else None,
+        expected_cost=expected_cost,
+        worst_cost=worst_cost,
     )
+
+
+def chunk_tier(chunk: ChunkRow, spec: RequestSpec) -> Tier:
+    """The rates a chunk's requests are billed at."""
+    if chunk.mode is ChunkMode.BATCH:
+        return Tier.BATCH
+    return Tier.FLEX if spec.options.service_tier == "flex" else Tier.STANDARD
 
 
 def check_budget(
@@ -237,7 +254,7 @@ def reserve_run(
                 "output_tokens": worst.output_tokens,
                 "reasoning_tokens": 0,
                 "total_tokens": worst.total_tokens,
-                "cost": str(cost(price, worst)) if price else None,
+                "cost": str(cost(price, worst, tier=chunk_tier(chunk, spec))) if price else None,
                 "committed": 1,
                 "requests_completed": 0,
                 "requests_failed": 0,

@@ -20,11 +20,13 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from importlib import resources
 from pathlib import Path
+from typing import Protocol
 
 from batchgrader.errors import PricingFileError, UnknownModelError
 from batchgrader.prompting import catalogue
@@ -75,6 +77,15 @@ class Price:
 
     def rates(self, *, batch: bool) -> Rates:
         return self.batch if batch else self.standard
+
+
+class ModelPriceLike(Protocol):
+    """A price given in the settings (``settings.ModelPrice``)."""
+
+    input: Decimal
+    output: Decimal
+    cached_input: Decimal | None
+    batch_discount: bool
 
 
 class Tier(StrEnum):
@@ -171,8 +182,25 @@ class PriceTable:
     def models(self) -> list[str]:
         return sorted(self._prices)
 
+    def with_overrides(self, overrides: Mapping[str, ModelPriceLike]) -> PriceTable:
+        """This table with the settings' ``[pricing."model"]`` prices added (they win)."""
+        prices = dict(self._prices)
+        for name, given in overrides.items():
+            cached = given.cached_input if given.cached_input is not None else given.input
+            standard = Rates(given.input, cached, given.input, given.output)
+            factor = Decimal("0.5") if given.batch_discount else Decimal(1)
+            batch = Rates(
+                given.input * factor, cached * factor, given.input * factor, given.output * factor
+            )
+            key = name.strip().lower()
+            prices[key] = Price(key, catalogue.lookup(key).provider, standard, batch)
+        return PriceTable(prices, self.source + " and the [pricing] settings")
+
     def find(self, model: str) -> Price | None:
         """The price of ``model`` (snapshots and aliases resolved); None when unknown."""
+        exact = model.strip().lower()
+        if exact in self._prices:  # a name priced as given (a [pricing] setting, a local model)
+            return self._prices[exact]
         for name in catalogue.pricing_keys(model):
             if name in self._prices:
                 return self._prices[name]
@@ -187,8 +215,9 @@ class PriceTable:
         suggestion = f" Close matches: {', '.join(close)}." if close else ""
         raise UnknownModelError(
             f"No price for model '{model}' in {self.source}.{suggestion}",
-            hint="Pass --allow-unpriced to run without a cost estimate, "
-            "or add the model to a pricing file (paths.pricing_file).",
+            hint="Pass --allow-unpriced to run without a cost estimate, or price it in a "
+            'settings file: [pricing."NAME"] with input and output in USD per 1M tokens '
+            "(0 for a local server).",
         )
 
 

@@ -140,7 +140,7 @@ def request_spec(
     """Resolve prompt, model rules, provider, pricing and tokenizer; failures are usage errors."""
     req = settings.request
     model = rules.of(req.model)
-    table = PriceTable.load(settings.paths.pricing_file)
+    table = PriceTable.load(settings.paths.pricing_file).with_overrides(settings.pricing)
     price = table.find(req.model) if allow_unpriced else table.resolve(req.model)
     prompt = load_prompt(req.prompt, req.examples_file, schema_file)
     notes: list[str] = []
@@ -203,7 +203,8 @@ def spec_of_job(stored_json: str, settings: Settings) -> RequestSpec:
         fold_system=stored.fold_system,
         reasoning=stored.reasoning,
     )
-    price = PriceTable.load(settings.paths.pricing_file).find(stored.model)
+    table = PriceTable.load(settings.paths.pricing_file).with_overrides(settings.pricing)
+    price = table.find(stored.model)
     return _spec(settings, prompt, options, price, stored.column, stored.format, False, [])
 
 

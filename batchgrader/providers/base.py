@@ -253,6 +253,38 @@ class BatchTransport(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Reply:
+    """What one direct call came back with.
+
+    ``status`` is the HTTP status, or 0 when no answer arrived (``error`` says why).
+    ``sent`` is False only when the request certainly never reached the server
+    (connection refused); a request whose connection dropped after sending may have
+    been executed and billed.
+    """
+
+    status: int
+    body: Any = None
+    error: str | None = None
+    sent: bool = True
+    retry_after: float | None = None
+    #: Rate-limit state the server reported (x-ratelimit-* headers), lower-cased names.
+    limits: Mapping[str, str] = field(default_factory=dict)
+
+
+class DirectTransport(Protocol):
+    """A provider's synchronous endpoint, called concurrently (asyncio)."""
+
+    #: Where the calls go (for messages).
+    base_url: str
+
+    async def send(self, endpoint: str, body: dict[str, Any]) -> Reply:
+        """POST one request body; never raises for an HTTP or network failure."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
 class Provider(Protocol):
     """One service that answers requests: OpenAI (and compatible servers), Anthropic."""
 
@@ -268,6 +300,8 @@ class Provider(Protocol):
     def counter(self, model: str) -> TokenCounter: ...
 
     def batch_transport(self) -> BatchTransport: ...
+
+    def direct_transport(self, *, timeout: float) -> DirectTransport: ...
 
     def price_key(self, model: str) -> str:
         """The model's name in the price table."""

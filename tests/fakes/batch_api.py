@@ -139,6 +139,19 @@ class _Fault:
     opts: dict[str, Any]
 
 
+def _no_batch_api(style: str, request: _Request) -> _Response:
+    """What a server without files/batches routes answers (as vLLM, Ollama, llama.cpp do)."""
+    if style == "method":
+        return _Response.of_json(405, {"detail": "Method Not Allowed"})
+    if style == "detail":  # FastAPI (vLLM, SGLang)
+        return _Response.of_json(404, {"detail": "Not Found"})
+    if style == "text":  # Go's net/http (Ollama)
+        return _Response(404, b"404 page not found", content_type="text/plain")
+    return _Response.of_json(
+        404, {"error": {"message": f"File Not Found: {request.path}", "type": "not_found"}}
+    )
+
+
 def _int_query(query: dict[str, str], name: str, default: int, hi: int) -> int:
     raw = query.get(name, str(default))
     if not raw.isdigit() or not 1 <= int(raw) <= hi:
@@ -251,6 +264,14 @@ class FakeBatchAPI(BatchStore):
             super().reset()
             self.calls: list[Call] = []
             self._faults: dict[str, deque[_Fault]] = {}
+            # Direct (synchronous) calls: seconds each answer takes, and the most seen at once.
+            self.chat_latency = 0.0
+            self.chat_in_flight = 0
+            self.max_chat_in_flight = 0
+            # A server without a Batch API (vLLM, Ollama, llama.cpp): its files and batches
+            # routes answer 404 with a JSON error ("json"), FastAPI's {"detail": ...}
+            # ("detail") or plain text ("text"), or 405 ("method").
+            self.no_batch_api: str | None = None
             self._generation += 1  # requests held by ``timeout`` faults see they are stale
 
     # ------------------------------------------------------------------ lifecycle
@@ -350,6 +371,30 @@ class FakeBatchAPI(BatchStore):
             if match and method == request.method:
                 route, request.params = name, match.groupdict()
                 break
+        if self.no_batch_api is not None and route not in ("chat", "unknown"):
+            response = _no_batch_api(self.no_batch_api, request)
+            with self._lock:
+                self.calls.append(
+                    Call(request.method, request.path, response.status, request.headers, route,
+                         request.query, None)
+                )  # fmt: skip
+            self._send(handler, response)
+            return
+        if route == "chat":
+            with self._lock:
+                self.chat_in_flight += 1
+                self.max_chat_in_flight = max(self.max_chat_in_flight, self.chat_in_flight)
+            try:
+                if self.chat_latency:
+                    self._stopping.wait(self.chat_latency)
+                self._serve_route(handler, route, request)
+            finally:
+                with self._lock:
+                    self.chat_in_flight -= 1
+            return
+        self._serve_route(handler, route, request)
+
+    def _serve_route(self, handler: _Handler, route: str, request: _Request) -> None:
         generation = self._generation
         fault = self._take_fault(route)
         if fault is not None and fault.kind == "timeout":

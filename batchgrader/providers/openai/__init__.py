@@ -16,7 +16,7 @@ from batchgrader.providers.openai.requests import CHAT, OpenAICodec
 from batchgrader.settings import ApiSettings
 
 if TYPE_CHECKING:
-    from batchgrader.providers.openai.client import OpenAIBatches
+    from batchgrader.providers.openai.client import OpenAIBatches, OpenAIDirect
 
 #: Batch API limits: 50,000 requests and 200 MB of input file per batch.
 LIMITS = BatchLimits(
@@ -50,6 +50,11 @@ class OpenAIProvider:
         from batchgrader.providers.openai.client import OpenAIBatches
 
         return OpenAIBatches(self.api)
+
+    def direct_transport(self, *, timeout: float) -> OpenAIDirect:
+        from batchgrader.providers.openai.client import OpenAIDirect
+
+        return OpenAIDirect(self.api, timeout=timeout)
 
     def price_key(self, model: str) -> str:
         return model

@@ -19,6 +19,7 @@ import openai
 from openai import OpenAI
 
 from batchgrader.errors import (
+    BatchApiMissing,
     EnqueuedTokenLimit,
     FileMissing,
     MissingApiKey,
@@ -35,6 +36,7 @@ from batchgrader.providers.base import (
     BatchInfo,
     BatchState,
     BatchTag,
+    Reply,
 )
 from batchgrader.settings import ApiSettings
 
@@ -233,8 +235,20 @@ class OpenAIBatches:
                     file=(request_file.name, handle), purpose="batch"
                 )
         except (openai.OpenAIError, ValueError) as exc:
+            self._no_batch_api(exc, "/files")
             raise self._translate(exc, f"upload of {request_file.name}") from None
         return str(created.id)
+
+    def _no_batch_api(self, exc: Exception, route: str) -> None:
+        """A 404 or 405 on the files or batches routes: the server has no Batch API."""
+        if isinstance(exc, openai.APIStatusError) and exc.status_code in (404, 405):
+            if exc.status_code == 404 and route == "/batches" and _mentions_file(exc):
+                return  # an unknown input file id: a real answer of a real Batch API
+            raise BatchApiMissing(
+                f"{self.base_url.rstrip('/')}{route} answered HTTP {exc.status_code}: "
+                "this server has no Batch API.",
+                hint="Grade with --mode direct (bounded concurrent calls), or --mode auto.",
+            ) from None
 
     def create(
         self, request_file: Path, prepared: str | None, endpoint: str, tag: BatchTag
@@ -249,6 +263,7 @@ class OpenAIBatches:
                 metadata=_metadata(tag),
             )
         except (openai.OpenAIError, ValueError) as exc:
+            self._no_batch_api(exc, "/batches")
             raise self._translate(exc, "batch create") from None
         return _info(batch)
 
@@ -325,6 +340,72 @@ class OpenAIBatches:
                     file_id,
                     self._translate(exc, "delete").message,
                 )
+
+
+def _mentions_file(exc: Any) -> bool:
+    body = exc.body if isinstance(exc.body, dict) else {}
+    err = body.get("error", body)
+    message = err.get("message", "") if isinstance(err, dict) else ""
+    return bool(_MISSING_FILE_RE.search(str(message)))
+
+
+class OpenAIDirect:
+    """Synchronous chat/responses calls through the SDK's async client (no SDK retries)."""
+
+    def __init__(self, api: ApiSettings, *, timeout: float) -> None:
+        if api.key is None or not api.key.get_secret_value():
+            raise MissingApiKey(
+                "No API key: set OPENAI_API_KEY (or api.key in a settings file).",
+                hint="A local server that wants no key takes any value, e.g. OPENAI_API_KEY=none.",
+            )
+        self._client = openai.AsyncOpenAI(
+            api_key=api.key.get_secret_value(),
+            base_url=api.base_url,
+            organization=api.organization,
+            project=api.project,
+            timeout=timeout,
+            max_retries=0,
+        )
+        self._secret = api.key.get_secret_value()
+        self.base_url = str(self._client.base_url)
+
+    async def send(self, endpoint: str, body: dict[str, Any]) -> Reply:
+        path = endpoint.removeprefix("/v1")
+        try:
+            response = await self._client.post(
+                path, body=body, cast_to=httpx2.Response, options={"max_retries": 0}
+            )
+        except openai.APIStatusError as exc:
+            return Reply(
+                status=exc.status_code,
+                body=_json_or_text(exc.response),
+                retry_after=_retry_after(exc.response),
+                limits=_rate_limits(exc.response),
+            )
+        except openai.APIConnectionError as exc:
+            refused = isinstance(exc.__cause__, httpx2.ConnectError)
+            text = str(exc).replace(self._secret, mask(self._secret))
+            return Reply(status=0, error=f"{type(exc).__name__}: {text}", sent=not refused)
+        return Reply(
+            status=response.status_code,
+            body=_json_or_text(response),
+            limits=_rate_limits(response),
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _json_or_text(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return getattr(response, "text", None)
+
+
+def _rate_limits(response: Any) -> dict[str, str]:
+    headers = getattr(response, "headers", None) or {}
+    return {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
 
 
 def _metadata(tag: BatchTag) -> dict[str, str]:

@@ -1,0 +1,599 @@
+"""The direct executor: the same durable jobs with bounded concurrent synchronous calls.
+
+For servers without a Batch API (vLLM, Ollama, llama.cpp, LM Studio, SGLang), OpenAI's
+flex tier, or a quick run at synchronous prices. A chunk's rows are sent at most
+``run.direct_concurrency`` at a time, paced by ``run.requests_per_minute`` /
+``run.tokens_per_minute`` and by the server's rate limits (a 429 slows the whole run,
+then it speeds up again). Each final answer is appended to the chunk's answers file
+and made durable (one fsync per group of answers) before its concurrency slot goes to
+another row, so a crash loses at most the requests in flight; a re-run sends only
+the rows without an answer. Spend is recorded as answers arrive, and sending stops
+before the spent plus in-flight worst case could pass ``budget.max_cost_usd``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Any
+
+from batchgrader.errors import (
+    BudgetStop,
+    JobCancelled,
+    QuotaExhausted,
+    ServerUnreachable,
+)
+from batchgrader.execution.batch import reservation_id
+from batchgrader.execution.events import ChunkEvent, Clock, EventSink, Identity, SystemClock
+from batchgrader.execution.layout import JobFiles
+from batchgrader.execution.results import ChunkResults
+from batchgrader.execution.retrying import RetryPolicy
+from batchgrader.ledger.records import (
+    ChunkMode,
+    ChunkRow,
+    ChunkStatus,
+    JobRow,
+    JobStatus,
+    UsageEvent,
+)
+from batchgrader.ledger.store import Ledger
+from batchgrader.money.pricing import Tier, Usage, cost
+from batchgrader.planning.spec import RequestSpec
+from batchgrader.providers.base import Answer, DirectTransport, Reply, RowError, row_of
+from batchgrader.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Answers written per fsync at most, and the longest an answer waits for its group.
+GROUP_ROWS = 256
+GROUP_SECONDS = 0.05
+#: Seconds between two board updates of a running chunk.
+EVENT_SECONDS = 0.5
+#: Retries of a row refused for rate limits (429) before it is recorded as an error.
+RATE_LIMIT_RETRIES = 30
+#: Seconds a flex request may take (OpenAI's flex guide asks for a long client timeout).
+FLEX_TIMEOUT_SECONDS = 900.0
+_QUOTA_CODES = ("insufficient_quota", "credit_balance_exhausted", "billing_error")
+
+
+def direct_tier(spec: RequestSpec) -> Tier:
+    """Direct requests are billed at synchronous rates; flex at Batch API rates."""
+    return Tier.FLEX if spec.options.service_tier == "flex" else Tier.STANDARD
+
+
+def answers_file(files: JobFiles, chunk: ChunkRow) -> Path:
+    return files.results / f"chunk-{chunk.idx:04d}.direct.jsonl"
+
+
+def read_answers(path: Path) -> dict[str, dict[str, Any]]:
+    """The final answers recorded so far (a line torn by a crash is ignored)."""
+    found: dict[str, dict[str, Any]] = {}
+    if not path.exists():
+        return found
+    with path.open("rb") as handle:
+        for raw in handle:
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                continue  # the last line of a killed writer
+            if isinstance(record, dict) and isinstance(record.get("custom_id"), str):
+                found[record["custom_id"]] = record
+    return found
+
+
+def answer_of(record: dict[str, Any], spec: RequestSpec) -> Answer:
+    """The answer a recorded reply holds (a transport failure is the row's error)."""
+    status = record.get("status")
+    if not isinstance(status, int) or status == 0:
+        return Answer(None, RowError("connection_error", str(record.get("error") or "")))
+    return spec.codec.parse_reply(status, record.get("body"))
+
+
+@dataclass
+class _Gate:
+    """Concurrency that halves on a rate limit and grows back one slot at a time."""
+
+    ceiling: int
+    limit: int
+    active: int = 0
+    pause_until: float = 0.0
+    successes: int = 0
+    state: str = ""
+    _cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def acquire(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.active < self.limit)
+            self.active += 1
+        delay = self.pause_until - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def release(self) -> None:
+        async with self._cond:
+            self.active -= 1
+            self._cond.notify_all()
+
+    def throttled(self, wait: float, why: str) -> None:
+        self.limit = max(1, self.limit // 2)
+        self.pause_until = max(self.pause_until, time.monotonic() + wait)
+        self.successes = 0
+        self.state = f"{why}: {self.limit} at once, paused {wait:.0f}s"
+
+    async def succeeded(self) -> None:
+        self.successes += 1
+        if self.limit < self.ceiling and self.successes >= self.limit:
+            async with self._cond:
+                self.limit += 1
+                self.successes = 0
+                self._cond.notify_all()
+            if self.limit == self.ceiling:
+                self.state = ""
+
+
+@dataclass
+class _Pace:
+    """Requests and tokens a minute, as token buckets (None: no pacing)."""
+
+    per_minute: int | None
+    tokens: float = 0.0
+    stamp: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.per_minute or 0)
+
+    async def take(self, amount: float) -> None:
+        if self.per_minute is None:
+            return
+        amount = min(amount, float(self.per_minute))
+        while True:
+            now = time.monotonic()
+            self.tokens = min(
+                float(self.per_minute), self.tokens + (now - self.stamp) * self.per_minute / 60
+            )
+            self.stamp = now
+            if self.tokens >= amount:
+                self.tokens -= amount
+                return
+            await asyncio.sleep((amount - self.tokens) * 60 / self.per_minute)
+
+
+class _Chunk:
+    """One chunk's rows in flight, its durable answers file and its tallies."""
+
+    def __init__(
+        self, executor: DirectExecutor, job: JobRow, chunk: ChunkRow, n: int, path: Path
+    ) -> None:
+        self.x = executor
+        self.job = job
+        self.chunk = chunk
+        self.n = n
+        self.path = path
+        self.queue: asyncio.Queue[tuple[bytes, asyncio.Future[None], Answer]] = asyncio.Queue()
+        self.handle: IO[bytes] = path.open("ab")
+        self.usage = Usage()
+        self.done = 0
+        self.failed = 0
+        self.in_flight = 0
+        self.in_flight_worst = Decimal(0)
+        self.spent_now = Decimal(0)
+        self.dropped = 0
+        self.stop: BaseException | None = None
+        self.started = time.monotonic()
+        self.last_event = 0.0
+        self.answered_before = 0
+        self.base_cost = Decimal(0)
+
+    # --- durability -----------------------------------------------------------------
+
+    async def record(self, cid: str, reply: Reply) -> None:
+        """Append the row's final reply; returns once it is on disk."""
+        record: dict[str, Any] = {"custom_id": cid, "status": reply.status}
+        if reply.status:
+            record["body"] = reply.body
+        else:
+            record["error"] = reply.error
+        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self.queue.put((line, future, answer_of(record, self.x.spec)))
+        await future
+
+    async def writer(self) -> None:
+        """Group commit: write a group of answers, fsync once, then let them go."""
+        while True:
+            first = await self.queue.get()
+            group = [first]
+            deadline = time.monotonic() + GROUP_SECONDS
+            while len(group) < GROUP_ROWS:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+                try:
+                    group.append(await asyncio.wait_for(self.queue.get(), timeout))
+                except TimeoutError:
+                    break
+            self.handle.write(b"".join(line for line, _, _ in group))
+            self.handle.flush()
+            await asyncio.to_thread(os.fsync, self.handle.fileno())
+            for _, _, answer in group:
+                self.usage = self.usage + answer.usage
+                if answer.error is None:
+                    self.done += 1
+                else:
+                    self.failed += 1
+            self.x.record_spend(self)
+            for _, future, _ in group:
+                if not future.done():
+                    future.set_result(None)
+            self.x.emit(self)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class DirectExecutor:
+    """Runs one job's direct chunks: bounded concurrent calls, answers durable row by row."""
+
+    mode = ChunkMode.DIRECT
+
+    def __init__(
+        self,
+        transport_factory: Callable[[float], DirectTransport],
+        ledger: Ledger,
+        settings: Settings,
+        spec: RequestSpec,
+        identity: Identity,
+        *,
+        on_event: EventSink = lambda e: None,
+        clock: Clock | None = None,
+        policy: RetryPolicy | None = None,
+        spent_before: Decimal = Decimal(0),
+    ) -> None:
+        self.transport_factory = transport_factory
+        self.ledger = ledger
+        self.settings = settings
+        self.spec = spec
+        self.identity = identity
+        self.on_event = on_event
+        self.clock = clock or SystemClock()
+        self.policy = policy or RetryPolicy(
+            retries=settings.api.max_retries,
+            max_wait=settings.api.retry_max_wait_seconds,
+            sleep=self.clock.sleep,
+        )
+        self.tier = direct_tier(spec)
+        self.spent = spent_before
+        self.cap = settings.budget.max_cost_usd
+        self.possibly_executed = 0
+        self._cancel_checked = 0.0
+
+    # --- the loop -------------------------------------------------------------------
+
+    def run(self, job: JobRow) -> list[ChunkRow]:
+        """Run every unfinished direct chunk of ``job``, one after the other."""
+        chunks = self.ledger.chunks(job.id)
+        mine = [c for c in chunks if c.mode is ChunkMode.DIRECT]
+        for chunk in mine:
+            if chunk.status.finished:
+                continue
+            asyncio.run(self._run_chunk(job, chunk, len(chunks)))
+        return self.ledger.chunks(job.id)
+
+    async def _run_chunk(self, job: JobRow, chunk: ChunkRow, n: int) -> None:
+        files = JobFiles(self.settings, job.id)
+        files.results.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = answers_file(files, chunk)
+        answered = read_answers(path)
+        todo = self._pending(files, chunk, set(answered))
+        self.ledger.set_chunk(job.id, chunk.idx, status=ChunkStatus.SUBMITTED)
+        state = _Chunk(self, job, chunk, n, path)
+        for record in answered.values():  # rows answered before a crash or Ctrl-C
+            answer = answer_of(record, self.spec)
+            state.usage = state.usage + answer.usage
+            state.done += answer.error is None
+            state.failed += answer.error is not None
+        state.answered_before = len(answered)
+        price = self.spec.price
+        state.base_cost = cost(price, state.usage, tier=self.tier) if price else Decimal(0)
+        if todo:
+            await self._send_all(state, todo)
+        state.close()
+        self.spent += state.spent_now
+        if state.stop is not None:
+            self.record_spend(state)
+            self.emit(state, force=True)
+            raise state.stop
+        self._collect(job, chunk, n, state)
+
+    def _pending(
+        self, files: JobFiles, chunk: ChunkRow, answered: set[str]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        todo = []
+        with files.request_file(chunk.request_file).open(encoding="utf-8") as handle:
+            for line in handle:
+                cid, body = self.spec.codec.split_line(line)
+                if cid not in answered:
+                    todo.append((cid, body))
+        return todo
+
+    async def _send_all(self, state: _Chunk, todo: list[tuple[str, dict[str, Any]]]) -> None:
+        run = self.settings.run
+        timeout = self.settings.api.timeout_seconds
+        if self.tier is Tier.FLEX:
+            timeout = max(timeout, FLEX_TIMEOUT_SECONDS)
+        transport = self.transport_factory(timeout)
+        gate = _Gate(ceiling=run.direct_concurrency, limit=run.direct_concurrency)
+        requests = _Pace(run.requests_per_minute)
+        tokens = _Pace(run.tokens_per_minute)
+        per_row_tokens = -(-state.chunk.tokens // max(state.chunk.requests, 1))
+        worst = self._worst_cost(per_row_tokens)
+        writer = asyncio.create_task(state.writer())
+        self.emit(state, force=True)
+
+        async def one(cid: str, body: dict[str, Any]) -> None:
+            await gate.acquire()
+            try:
+                if state.stop is not None:
+                    return
+                await requests.take(1)
+                await tokens.take(per_row_tokens + self.spec.options.max_tokens)
+                self._check_budget(state, worst)
+                if state.stop is not None:
+                    return
+                state.in_flight += 1
+                state.in_flight_worst += worst
+                try:
+                    reply = await self._call(transport, gate, state, body)
+                finally:
+                    state.in_flight -= 1
+                    state.in_flight_worst -= worst
+                if reply is None:
+                    return
+                await state.record(cid, reply)  # durable before the slot is released
+                await gate.succeeded()
+            finally:
+                await gate.release()
+
+        try:
+            await asyncio.gather(*(one(cid, body) for cid, body in todo))
+        finally:
+            while not state.queue.empty():  # let the last group reach the disk
+                await asyncio.sleep(GROUP_SECONDS)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            await transport.aclose()
+        if gate.state:
+            log.info("Rate limits: %s", gate.state)
+
+    async def _call(
+        self, transport: DirectTransport, gate: _Gate, state: _Chunk, body: dict[str, Any]
+    ) -> Reply | None:
+        """One row's request until it has a final reply (None: the run stops first)."""
+        endpoint = self.spec.options.endpoint
+        attempts = rate_limited = 0
+        while True:
+            reply = await transport.send(endpoint, body)
+            if reply.status == 0 and not reply.sent and not self.policy.contacted:
+                state.stop = ServerUnreachable(
+                    f"Cannot connect to {transport.base_url}: the connection was refused. "
+                    "Nothing was sent.",
+                    hint="Check the base URL setting (OPENAI_BASE_URL / api.base_url), or "
+                    "start the server it names.",
+                )
+                return None
+            if reply.status:
+                self.policy.contacted = True
+            if 200 <= reply.status < 300:
+                return reply
+            if state.stop is not None:
+                return None  # not final: the row is sent again when the run resumes
+            if reply.status == 429 and _quota(reply.body):
+                state.stop = QuotaExhausted(
+                    "The account has no quota or credits left.",
+                    hint="Add credits or raise the quota, then run the same command again: "
+                    "rows already answered are not sent again.",
+                )
+                return None
+            if reply.status == 429 and rate_limited < RATE_LIMIT_RETRIES:
+                rate_limited += 1
+                wait = (
+                    reply.retry_after
+                    or _reset_seconds(reply.limits)
+                    or self.policy.backoff(rate_limited)
+                )
+                gate.throttled(min(wait, 600.0), "rate limited")
+                self.emit(state, force=True, limited=gate.state)
+                await asyncio.sleep(min(wait, 600.0))
+                continue
+            transient = reply.status in (0, 408, 409) or reply.status >= 500
+            if transient and attempts < self.settings.api.max_retries:
+                attempts += 1
+                if reply.status == 0 and reply.sent:
+                    self.possibly_executed += 1  # it may have run (and been billed)
+                await asyncio.sleep(self.policy.backoff(attempts))
+                continue
+            return reply  # a 4xx, or a failure that outlasted the retries: the row's error
+
+    # --- money ------------------------------------------------------------------------
+
+    def _worst_cost(self, per_row_tokens: int) -> Decimal:
+        price = self.spec.price
+        if price is None:
+            return Decimal(0)
+        usage = Usage(input_tokens=per_row_tokens, output_tokens=self.spec.options.max_tokens)
+        return cost(price, usage, tier=self.tier)
+
+    def _check_budget(self, state: _Chunk, worst: Decimal) -> None:
+        """Stop sending before spent + in flight + this request could pass the cap."""
+        if self.cap is None or state.stop is not None:
+            return
+        committed = self.spent + state.spent_now + state.in_flight_worst + worst
+        if committed > self.cap:
+            state.stop = BudgetStop(
+                f"Stopped sending: the next request could bring this run past "
+                f"budget.max_cost_usd (${self.cap}): ${self.spent + state.spent_now:.6f} spent, "
+                f"${state.in_flight_worst:.6f} in flight at worst. Rows answered so far are kept.",
+                hint="Raise --max-cost and run the same command again: only the rows "
+                "without an answer are sent.",
+            )
+        now = time.monotonic()
+        if now - self._cancel_checked > 1.0:  # `jobs cancel` from another process
+            self._cancel_checked = now
+            job = self.ledger.job(state.job.id)
+            if job is not None and job.status is JobStatus.CANCELLED:
+                state.stop = JobCancelled(
+                    f"Job {job.id} was cancelled: sending stopped. The rows answered are kept.",
+                    hint=f"batchgrader jobs resume {job.id} sends the rest and writes the "
+                    "graded file.",
+                )
+
+    def record_spend(self, state: _Chunk) -> None:
+        """The chunk's answers so far as one usage event; the reservation shrinks."""
+        price = self.spec.price
+        spent = cost(price, state.usage, tier=self.tier) if price else None
+        if spent is not None:
+            state.spent_now = spent - state.base_cost
+        self.ledger.upsert_usage(self._event(state, spent))
+        remaining = max(0, state.chunk.requests - state.done - state.failed)
+        per_row = -(-state.chunk.tokens // max(state.chunk.requests, 1))
+        worst = Usage(
+            input_tokens=remaining * per_row,
+            output_tokens=remaining * self.spec.options.max_tokens,
+        )
+        self.ledger.set_reservation(
+            reservation_id(state.job.id, state.chunk.idx),
+            worst.input_tokens,
+            worst.output_tokens,
+            cost(price, worst, tier=self.tier) if price else None,
+        )
+
+    def _event(self, state: _Chunk, spent: Decimal | None) -> UsageEvent:
+        price = self.spec.price
+        u = state.usage
+        return UsageEvent(
+            timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+            batch_id=f"direct:{state.job.id}:{state.chunk.idx}",
+            job_id=state.job.id,
+            source_file=state.job.input_path,
+            api_key_prefix=self.identity.api_key_prefix,
+            base_url_host=self.identity.base_url_host,
+            model=price.model if price else self.spec.options.model,
+            endpoint=state.job.endpoint,
+            input_tokens=u.input_tokens,
+            cached_input_tokens=u.cached_input_tokens,
+            output_tokens=u.output_tokens,
+            reasoning_tokens=u.reasoning_tokens,
+            total_tokens=u.total_tokens,
+            cost=spent,
+            committed=False,
+            requests_completed=state.done,
+            requests_failed=state.failed,
+            cache_write_tokens=u.cache_write_tokens,
+            provider=self.spec.provider.name,
+            tier=self.tier,
+            executor="direct",
+        )
+
+    # --- the end of a chunk -----------------------------------------------------------
+
+    def _collect(self, job: JobRow, chunk: ChunkRow, n: int, state: _Chunk) -> None:
+        files = JobFiles(self.settings, job.id)
+        answered = read_answers(state.path)
+        results = ChunkResults()
+        mode = self.spec.options.answer_mode
+        for cid, record in sorted(answered.items()):
+            row = row_of(cid)
+            if row is not None:
+                results.add_answer(row, answer_of(record, self.spec), self.spec.prompt, mode)
+        result_file = files.results / f"chunk-{chunk.idx:04d}.parquet"
+        results.write(result_file)
+        self.record_spend(state)
+        error = None
+        status = ChunkStatus.DONE
+        if results.succeeded == 0 and chunk.requests:
+            code, count = results.error_codes.most_common(1)[0]
+            error = f"no successful request; most common error {code} ({count} of {chunk.requests})"
+            status = ChunkStatus.FAILED
+        self.ledger.set_chunk(
+            job.id, chunk.idx, status=status, result_file=result_file.name, error=error
+        )
+        final = "completed" if status is ChunkStatus.DONE else "failed"
+        self.emit(state, force=True, status=final)
+
+    # --- events -----------------------------------------------------------------------
+
+    def emit(
+        self, state: _Chunk, *, force: bool = False, status: str = "running", limited: str = ""
+    ) -> None:
+        now = time.monotonic()
+        if not force and now - state.last_event < EVENT_SECONDS:
+            return
+        state.last_event = now
+        elapsed = max(now - state.started, 1e-9)
+        fresh = state.done + state.failed - state.answered_before
+        price = self.spec.price
+        spent = cost(price, state.usage, tier=self.tier) if price else None
+        self.on_event(
+            ChunkEvent(
+                job_id=state.job.id,
+                file=state.job.input_path,
+                chunk=state.chunk.idx,
+                chunks=state.n,
+                status=status,
+                completed=state.done,
+                failed=state.failed,
+                total=state.chunk.requests,
+                tokens=state.usage.total_tokens,
+                cost=str(spent) if spent is not None else None,
+                error=limited or None,
+                mode="direct",
+                in_flight=state.in_flight,
+                rows_per_second=fresh / elapsed,
+                tokens_per_second=state.usage.total_tokens / elapsed if fresh else 0.0,
+            )
+        )
+
+
+def _quota(body: Any) -> bool:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return False
+    return error.get("code") in _QUOTA_CODES or error.get("type") in _QUOTA_CODES
+
+
+def _reset_seconds(limits: dict[str, str] | Any) -> float | None:
+    """Seconds until a rate limit that is used up resets (x-ratelimit-* headers)."""
+    for kind in ("requests", "tokens"):
+        remaining = limits.get(f"x-ratelimit-remaining-{kind}")
+        reset = limits.get(f"x-ratelimit-reset-{kind}")
+        if remaining == "0" and reset:
+            return _duration(reset)
+    return None
+
+
+def _duration(text: str) -> float | None:
+    """OpenAI's reset durations: ``1s``, ``6m0s``, ``250ms``, ``1h2m3.5s``."""
+    total, number = 0.0, ""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if text[i : i + 2] == "ms" else ch
+        if unit not in units or not number:
+            return None
+        total += float(number) * units[unit]
+        number = ""
+        i += len(unit)
+    return total if not number else None

@@ -1,0 +1,245 @@
+"""Direct mode: the same durable jobs with bounded concurrent calls (no Batch API).
+
+Every test drives the real CLI against the fake server's synchronous chat endpoint over
+real HTTP, with the real openai SDK.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import Result
+
+from batchgrader import paths
+from batchgrader.ledger.store import Ledger
+from tests.conftest import FAKE_KEY
+from tests.fakes.batch_api import FakeBatchAPI
+from tests.fakes.judge import judge_score
+
+Invoke = Callable[..., Result]
+USER = "Please evaluate the following text: "
+
+
+def _texts(n: int) -> list[str]:
+    return [f"Answer {i}: the tide turns twice a day near the harbour." for i in range(n)]
+
+
+def _csv(folder: Path, texts: list[str], name: str = "d.csv") -> Path:
+    path = folder / name
+    pl.DataFrame({"id": list(range(len(texts))), "response": texts}).write_csv(path)
+    return path
+
+
+def _out(folder: Path, name: str = "d.graded.csv") -> pl.DataFrame:
+    return pl.read_csv(folder / "output" / name)
+
+
+def _sent(fake: FakeBatchAPI) -> Counter[str]:
+    """How many times each row's text was sent to the chat endpoint."""
+    sent: Counter[str] = Counter()
+    for call in fake.calls:
+        if call.route == "chat" and isinstance(call.payload, dict):
+            sent[call.payload["messages"][-1]["content"]] += 1
+    return sent
+
+
+def _ledger(home: Path) -> Ledger:
+    return Ledger.open(paths.ledger_db(home / "data"))
+
+
+def test_direct_mode_grades_every_row_within_the_concurrency(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, home: Path
+) -> None:
+    """--mode direct: every row scored once, never more requests at once than asked."""
+    fake_api.chat_latency = 0.05
+    texts = _texts(40)
+    src = _csv(isolated_env, texts)
+    result = bg("grade", src, "--mode", "direct", "--concurrency", "4", "--json")
+    assert result.exit_code == 0, result.output
+    out = _out(isolated_env)
+    assert out["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+    assert out["llm_error"].null_count() == len(texts)
+    assert fake_api.max_chat_in_flight == 4
+    assert set(_sent(fake_api).values()) == {1}
+    assert fake_api.batches_created == 0 and fake_api.request_count("upload") == 0
+    with _ledger(home) as ledger:
+        events = ledger.usage_events()
+    assert {e.executor for e in events} == {"direct"}
+    assert {e.tier for e in events} == {"standard"}
+    assert sum(e.requests_completed for e in events) == len(texts)
+    assert all(not e.committed for e in events)  # no reservation left behind
+    summary = json.loads(result.stdout)["files"][0]
+    assert summary["graded"] == len(texts) and Decimal(summary["cost"]) > 0
+
+
+@pytest.mark.parametrize("style", ["json", "detail", "text", "method"])
+def test_auto_switches_to_direct_without_a_batch_api(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, style: str
+) -> None:
+    """--mode auto: a 404/405 on the files route (any body) switches to direct, saying so."""
+    fake_api.no_batch_api = style
+    texts = _texts(6)
+    src = _csv(isolated_env, texts)
+    result = bg("grade", src)
+    assert result.exit_code == 0, result.output
+    assert "has no Batch API: grading directly" in result.stderr
+    assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+    assert fake_api.batches_created == 0
+    assert set(_sent(fake_api).values()) == {1}
+
+
+def test_batch_mode_without_a_batch_api_is_a_usage_error(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """--mode batch against a server with no Batch API: exit 2, nothing sent, the fix named."""
+    fake_api.no_batch_api = "detail"
+    result = bg("grade", _csv(isolated_env, _texts(3)), "--mode", "batch")
+    assert result.exit_code == 2, result.output
+    assert "no Batch API" in result.stderr and "--mode direct" in result.stderr
+    assert fake_api.request_count("chat") == 0
+
+
+def test_rate_limits_slow_the_run_and_every_row_is_answered_once(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """429s with Retry-After: the run waits as asked, then every row has its one answer."""
+    fake_api.inject_fault("chat", "429", times=5, retry_after_ms=20)
+    texts = _texts(12)
+    result = bg("grade", _csv(isolated_env, texts), "--mode", "direct", "--concurrency", "4")
+    assert result.exit_code == 0, result.output
+    assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+    answered = [c for c in fake_api.calls if c.route == "chat" and c.status == 200]
+    assert len(answered) == len(texts)
+
+
+def test_server_errors_and_timeouts_are_retried(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """500 bursts, dropped connections and a timeout: retried; the possibly-run one said."""
+    monkeypatch.setenv("BATCHGRADER_API__TIMEOUT_SECONDS", "0.3")
+    fake_api.inject_fault("chat", "500", times=3)
+    fake_api.inject_fault("chat", "reset", times=1)
+    fake_api.inject_fault("chat", "timeout", times=1, delay=1.0)
+    texts = _texts(8)
+    result = bg("grade", _csv(isolated_env, texts), "--mode", "direct", "--concurrency", "2")
+    assert result.exit_code == 0, result.output
+    assert _out(isolated_env)["llm_error"].null_count() == len(texts)
+    assert "may have been billed" in result.stderr
+
+
+def test_client_errors_are_the_rows_errors_and_retry_failed_resends_only_them(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """A 400 is that row's error (not retried); --retry-failed=all resends only it."""
+    texts = _texts(5)
+    texts[2] = "This one breaks [[fail:invalid_prompt]]"
+    src = _csv(isolated_env, texts)
+    first = bg("grade", src, "--mode", "direct")
+    assert first.exit_code == 1, first.output
+    errors = _out(isolated_env)["llm_error"].to_list()
+    assert errors[2].startswith("invalid_prompt")
+    assert "--retry-failed=all" in first.stderr  # permanent: a plain retry would not help
+    again = bg("grade", src, "--mode", "direct", "--retry-failed=all")
+    assert again.exit_code == 1  # the same request: the same refusal
+    assert _sent(fake_api)[USER + texts[2]] == 2
+    assert sum(_sent(fake_api).values()) == len(texts) + 1
+
+
+def test_budget_stops_sending_mid_run_and_a_rerun_sends_only_the_rest(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """--max-cost: sending stops before the cap (exit 1); the re-run sends only the rest."""
+    texts = _texts(30)
+    src = _csv(isolated_env, texts)
+    stopped = bg(
+        "grade", src, "--mode", "direct", "--concurrency", "1", "--max-cost", "0.0013", "--yes"
+    )
+    assert stopped.exit_code == 1, stopped.output
+    assert "Stopped sending" in stopped.stderr
+    first = sum(_sent(fake_api).values())
+    assert 0 < first < len(texts)
+    done = bg("grade", src, "--mode", "direct")
+    assert done.exit_code == 0, done.output
+    assert set(_sent(fake_api).values()) == {1}  # no answered row sent twice
+    assert _out(isolated_env)["llm_error"].null_count() == len(texts)
+
+
+def test_flex_tier_is_sent_and_priced_at_batch_rates(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, home: Path
+) -> None:
+    """--service-tier flex: every request carries it, usage is priced at Batch rates."""
+    fake_api.inject_fault("chat", "429", times=2, retry_after_ms=10)  # capacity short
+    texts = _texts(4)
+    result = bg(
+        "grade", _csv(isolated_env, texts), "--mode", "direct", "--model", "o4-mini",
+        "--service-tier", "flex",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    bodies = [c.payload for c in fake_api.calls if c.route == "chat" and c.status == 200]
+    assert {b["service_tier"] for b in bodies} == {"flex"}
+    with _ledger(home) as ledger:
+        (event,) = ledger.usage_events()
+    assert event.tier == "flex"
+
+
+def test_insufficient_quota_stops_at_once(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """An exhausted quota stops the run (no row keeps retrying it), exit 1, resumable."""
+    fake_api.inject_fault("chat", "insufficient_quota", times=100)
+    result = bg("grade", _csv(isolated_env, _texts(20)), "--mode", "direct", "--concurrency", "2")
+    assert result.exit_code == 1, result.output
+    assert "no quota" in result.stderr
+    assert fake_api.request_count("chat") <= 4
+
+
+def test_killed_run_resumes_without_sending_an_answered_row_again(
+    fake_api: FakeBatchAPI, isolated_env: Path, home: Path, bg: Invoke
+) -> None:
+    """kill -9 half-way: the re-run sends only rows without a durable answer."""
+    fake_api.chat_latency = 0.02
+    texts = _texts(200)
+    src = _csv(isolated_env, texts)
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": FAKE_KEY,
+        "OPENAI_BASE_URL": fake_api.base_url,
+        "BATCHGRADER_HOME": str(home),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchgrader", "grade", str(src), "--mode", "direct",
+         "--concurrency", "4"],
+        cwd=isolated_env, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    answers = list((home / "data" / "jobs").glob("*/results/chunk-*.direct.jsonl"))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        answers = list((home / "data" / "jobs").glob("*/results/chunk-*.direct.jsonl"))
+        if answers and answers[0].read_bytes().count(b"\n") >= 40:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    durable = {
+        json.loads(line)["custom_id"] for line in answers[0].read_text().splitlines() if line
+    }
+    assert 40 <= len(durable) < len(texts)
+    before = _sent(fake_api)
+    result = bg("grade", src, "--mode", "direct")
+    assert result.exit_code == 0, result.output
+    after = _sent(fake_api)
+    for cid in durable:
+        text = USER + texts[int(cid.removeprefix("row-"))]
+        assert after[text] == before[text] == 1, cid
+    assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
