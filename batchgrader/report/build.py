@@ -64,8 +64,8 @@ def build_report(
         agreement = compare(graded, chosen, labels, shown, seed=seed)
     return JudgeReport(
         file=str(path.resolve()),
-        format=graded.source.format,
-        rows=graded.source.rows,
+        format=graded.format,
+        rows=graded.rows,
         field=chosen.name,
         column=chosen.column,
         kind=chosen.kind,
@@ -86,7 +86,7 @@ def build_report(
 def _tallies(graded: GradedFile) -> tuple[dict[str, FieldSummary], dict[str, int], int]:
     """Every field's summary, failed rows by error code, rows with an answer: one
     ``collect_all`` over the file."""
-    columns = graded.source.columns
+    columns = graded.columns
     scan = graded.scan()
     queries = [
         scan.select(

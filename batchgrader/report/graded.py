@@ -21,7 +21,7 @@ from typing import Any
 import polars as pl
 
 from batchgrader import datafiles
-from batchgrader.datafiles import Format, InputFile
+from batchgrader.datafiles import Format
 from batchgrader.errors import InputFileError, UsageError
 from batchgrader.report.job import JobFacts
 from batchgrader.report.model import Kind, Value
@@ -79,24 +79,24 @@ class Field:
 
 @dataclass(frozen=True)
 class GradedFile:
-    """A readable graded file and its reportable fields."""
+    """A readable graded file: its shape and its reportable fields."""
 
-    source: InputFile
+    path: Path
+    format: Format
+    columns: tuple[str, ...]
+    rows: int
+    lazy: pl.LazyFrame
     fields: list[Field]
     not_reported: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def path(self) -> Path:
-        return self.source.path
-
     def scan(self) -> pl.LazyFrame:
         """The file with a 1-based row number column ``_row``."""
-        return self.source.scan().with_row_index(ROW, offset=1)
+        return self.lazy.with_row_index(ROW, offset=1)
 
     def field(self, name: str | None) -> Field:
         """The field to report: ``name``, or the score (or the first field) by default."""
         if name is None:
-            if SCORE_COLUMN not in self.source.columns or not self.fields:
+            if SCORE_COLUMN not in self.columns or not self.fields:
                 raise InputFileError(
                     f"{self.path}: no score column (llm_score): not a file batchgrader graded.",
                     hint="Report an answer field with --field NAME (its column is llm_NAME).",
@@ -145,16 +145,18 @@ def value_key(value: Value) -> str:
 
 def open_graded(path: Path, fmt: Format | None, job: JobFacts | None) -> GradedFile:
     """Read a graded file's shape and find its reportable fields (score first)."""
-    source = datafiles.open_input(path, fmt)
+    fmt, lazy, columns = _open(path, fmt)
     candidates = [
         c
-        for c in source.columns
+        for c in columns
         if c.startswith(PREFIX) and c not in (ERROR_COLUMN, RESPONSE_COLUMN) and len(c) > 4
     ]
     if SCORE_COLUMN in candidates:  # the score first, then the schema's fields in order
         candidates.remove(SCORE_COLUMN)
         candidates.insert(0, SCORE_COLUMN)
-    probe = _probe(source, candidates)
+    rows, probe = _probe(path, fmt, lazy, candidates)
+    if rows == 0:
+        raise InputFileError(f"{path}: the file has no rows.")
     fields: list[Field] = []
     not_reported: dict[str, str] = {}
     schema = _properties(job)
@@ -162,7 +164,7 @@ def open_graded(path: Path, fmt: Format | None, job: JobFacts | None) -> GradedF
         name = column.removeprefix(PREFIX)
         facts = probe[column]
         if name == SCORE:
-            found: Field | str = _score_field(source.path, job, facts)
+            found: Field | str = _score_field(path, job, facts)
         elif schema is not None and name in schema:
             found = _schema_field(name, column, schema[name], facts)
         else:
@@ -175,15 +177,41 @@ def open_graded(path: Path, fmt: Format | None, job: JobFacts | None) -> GradedF
     if empty_score and len(fields) > 1:  # a schema without a score: its first field instead
         not_reported[SCORE_COLUMN] = "holds no score (the answer schema has no score)"
         fields.pop(0)
-    return GradedFile(source=source, fields=fields, not_reported=not_reported)
+    return GradedFile(path, fmt, columns, rows, lazy, fields, not_reported)
 
 
-def _probe(source: InputFile, columns: list[str]) -> dict[str, dict[str, Any]]:
-    """Per column: values, non-numbers (the first one and its row), distinct values,
-    longest value; one pass over the file."""
-    if not columns:
-        return {}
-    exprs: list[pl.Expr] = []
+def _open(path: Path, fmt: Format | None) -> tuple[Format, pl.LazyFrame, tuple[str, ...]]:
+    """The file's format, a lazy scan of it and its columns.
+
+    Unlike an input, a graded file is not checked row by row before it is read (a
+    second pass over a big CSV): when polars cannot read it, ``open_input`` is asked
+    where the problem is, and names the line.
+    """
+    fmt = datafiles.format_of(path, fmt)
+    try:
+        if not path.is_file():
+            raise pl.exceptions.ComputeError("not a file")
+        lazy = datafiles.scan_table(path, fmt)
+        return fmt, lazy, tuple(lazy.collect_schema().names())
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise _located(path, fmt, exc) from None
+
+
+def _located(path: Path, fmt: Format, exc: Exception) -> InputFileError:
+    """The error ``open_input`` finds in a file polars could not read (or a generic one)."""
+    try:
+        datafiles.open_input(path, fmt)
+    except InputFileError as located:
+        return located
+    return InputFileError(f"{path}: cannot be read ({_first_line(exc)}).")
+
+
+def _probe(
+    path: Path, fmt: Format, lazy: pl.LazyFrame, columns: list[str]
+) -> tuple[int, dict[str, dict[str, Any]]]:
+    """Rows, and per column: values, non-numbers (the first one and its row), distinct
+    values, longest value; one pass over the file."""
+    exprs: list[pl.Expr] = [pl.len().alias("rows")]
     for i, c in enumerate(columns):
         bad = not_a_number(c)
         exprs += [
@@ -195,13 +223,13 @@ def _probe(source: InputFile, columns: list[str]) -> dict[str, dict[str, Any]]:
             text(c).str.len_chars().max().alias(f"longest{i}"),
         ]
     try:
-        row = source.scan().with_row_index(ROW, offset=1).select(exprs).collect().row(0)
+        found = lazy.with_row_index(ROW, offset=1).select(exprs).collect().row(0)
     except pl.exceptions.PolarsError as exc:
-        raise InputFileError(f"{source.path}: cannot be read ({_first_line(exc)}).") from None
-    width = len(exprs) // len(columns)
+        raise _located(path, fmt, exc) from None
     keys = ("values", "bad", "bad_row", "bad_value", "distinct", "longest")
-    return {
-        c: dict(zip(keys, row[i * width : (i + 1) * width], strict=True))
+    width = len(keys)
+    return int(found[0]), {
+        c: dict(zip(keys, found[1 + i * width : 1 + (i + 1) * width], strict=True))
         for i, c in enumerate(columns)
     }
 

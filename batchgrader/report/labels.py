@@ -41,10 +41,10 @@ _JUDGE, _LABEL = "_judge", "_label"
 
 def require_labels_column(graded: GradedFile, column: str) -> None:
     """Fail with one line when ``column`` is not in the file."""
-    if column not in graded.source.columns:
+    if column not in graded.columns:
         raise InputFileError(
             f"{graded.path}: no labels column '{column}'.",
-            hint="Columns in the file: " + ", ".join(graded.source.columns) + ".",
+            hint="Columns in the file: " + ", ".join(graded.columns) + ".",
         )
 
 
@@ -288,7 +288,7 @@ def _disagreements(
     graded: GradedFile, field: Field, worst: pl.DataFrame, text_column: str | None
 ) -> list[Disagreement]:
     texts: dict[int, str | None] = {}
-    if text_column is not None and text_column in graded.source.columns and worst.height:
+    if text_column is not None and text_column in graded.columns and worst.height:
         wanted = worst[ROW].to_list()
         found = (
             graded.scan()
