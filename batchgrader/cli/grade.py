@@ -30,6 +30,8 @@ from batchgrader.errors import OutputExistsError, RunFailed, UsageError
 from batchgrader.grading import GradeOptions
 from batchgrader.planning import dry_run
 from batchgrader.render import tables
+from batchgrader.render.report import labelled_summary
+from batchgrader.report.run import check_labels, with_agreement
 from batchgrader.requestspec import request_spec
 
 
@@ -91,6 +93,15 @@ def grade(
         ),
     ] = None,
     yes: YesOption = False,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            "--labels",
+            metavar="COLUMN",
+            help="Input column of human labels: the summary shows the judge's agreement.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Grade every row of the input files with the judge through the Batch API."""
@@ -118,6 +129,8 @@ def grade(
         fail_on_empty=fail_on_empty,
         allow_unpriced=allow_unpriced,
     )
+    if labels is not None:
+        check_labels(paths, labels, fmt, spec.prompt)
     if dry_run_flag:
         app.note("[bold]Dry run: nothing is submitted, no API key is used.[/]")
         app.emit(dry_run(paths, spec, settings), tables.dry_run_table)
@@ -138,7 +151,9 @@ def grade(
             f"{output} exists.", hint="Pass --overwrite, or choose another --output."
         )
     report = run_grade(app, settings, spec, paths, options, yes=yes)
-    app.emit(report, tables.summary_table)
+    if labels is not None:
+        report = with_agreement(report, labels, options.output_format, spec.text_column)
+    app.emit(report, labelled_summary if labels is not None else tables.summary_table)
     if any(s.status == "failed" or s.failed for s in report.files):
         if json_output:  # the summary on stdout already says what failed
             raise typer.Exit(RunFailed.exit_code)

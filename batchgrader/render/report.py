@@ -7,15 +7,16 @@ into a list of its cells when it is wider than the terminal.
 
 from __future__ import annotations
 
-from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from batchgrader.render.tables import money
+from batchgrader.render.tables import money, summary_table
 from batchgrader.report.agreement import kappa_band
 from batchgrader.report.graded import error_meaning
 from batchgrader.report.model import Agreement, FieldSummary, JobUsage, JudgeReport
+from batchgrader.report.run import LabelledRunReport
 
 #: Widest bar of a bar chart, in cells.
 BAR_WIDTH = 32
@@ -331,3 +332,38 @@ def judge_report(report: JudgeReport) -> Table:
     else:
         parts.append(Text("Compare with human labels: --labels COLUMN.", style="dim"))
     return stack(parts)
+
+
+# --- grade --labels ------------------------------------------------------------------
+
+
+def agreement_lines(a: Agreement, where: str = "") -> Text:
+    """Two lines of agreement for a run summary (``where``: the file's name)."""
+    text = Text.assemble(
+        ("Agreement with ", "bold"),
+        (a.labels_column, "bold cyan"),
+        f" in {where}" if where else "",
+        f" ({a.n:,} rows): exact {percent(a.exact)}",
+    )
+    if a.kind == "ordinal":
+        text.append(f", within one {percent(a.within_one)}")
+    text.append(f", Cohen's kappa {figure(a.cohen_kappa)}")
+    if a.kind == "ordinal":
+        text.append(
+            f"\n  weighted kappa {figure(a.quadratic_weighted_kappa)}"
+            f", Spearman {figure(a.spearman)}, MAE {figure(a.mae, 2)}"
+            f", judge - label {signed(a.mean_difference)}"
+        )
+    return text
+
+
+def labelled_summary(report: LabelledRunReport) -> Group:
+    """The run summary of ``grade --labels``, then each file's agreement lines."""
+    parts: list[RenderableType] = [summary_table(report)]  # as grade prints it
+    for found in report.agreement:
+        if found.agreement is not None:
+            parts.append(agreement_lines(found.agreement, found.input.rsplit("/", 1)[-1]))
+        else:
+            parts.append(Text(f"No agreement for {found.output}: {found.problem}", "yellow"))
+    parts.append(Text("Full report: batchgrader report GRADED_FILE --labels COLUMN", "dim"))
+    return Group(parts[0], stack(parts[1:]))
