@@ -289,14 +289,7 @@ def _disagreements(
 ) -> list[Disagreement]:
     texts: dict[int, str | None] = {}
     if text_column is not None and text_column in graded.columns and worst.height:
-        wanted = worst[ROW].to_list()
-        found = (
-            graded.scan()
-            .filter(pl.col(ROW).is_in(wanted))
-            .select(ROW, text(text_column).alias("_text"))
-            .collect()
-        )
-        texts = {row: _cut(value) for row, value in found.iter_rows()}
+        texts = _texts(graded, worst[ROW].to_list(), text_column)
     listed: list[Disagreement] = []
     for row, judge, label in worst.select(ROW, _JUDGE, _LABEL).iter_rows():
         x, y = (as_value(judge), as_value(label)) if field.kind == "ordinal" else (judge, label)
@@ -305,6 +298,22 @@ def _disagreements(
             Disagreement(row=row, judge=x, label=y, difference=difference, text=texts.get(row))
         )
     return listed
+
+
+def _texts(graded: GradedFile, rows: list[int], column: str) -> dict[int, str | None]:
+    """The text of a few rows, cut short.
+
+    Parquet reads just the row groups holding them (a slice per row); other formats are
+    read through once, keeping only those rows.
+    """
+    value = text(column).alias("_text")
+    if graded.format == "parquet":
+        found = pl.concat(
+            [graded.lazy.slice(r - 1, 1).select(pl.lit(r).alias(ROW), value) for r in rows]
+        ).collect()
+    else:
+        found = graded.scan().filter(pl.col(ROW).is_in(rows)).select(ROW, value).collect()
+    return {row: _cut(t) for row, t in found.iter_rows()}
 
 
 def _cut(value: str | None) -> str | None:
