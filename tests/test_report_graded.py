@@ -144,9 +144,9 @@ class TestFieldKinds:
         graded = write_table(tmp_path / "g.csv", rows)
         found = open_graded(graded, None, facts(schema))
         by_name = {f.name: f for f in found.fields}
-        assert by_name["score"] == Field("score", "llm_score", "ordinal", 1, 5)
-        assert by_name["clarity"] == Field("clarity", "llm_clarity", "ordinal", 0, 3)
-        assert by_name["weight"] == Field("weight", "llm_weight", "ordinal")
+        assert by_name["score"] == Field("score", "llm_score", "ordinal", 1, 5, whole=True)
+        assert by_name["clarity"] == Field("clarity", "llm_clarity", "ordinal", 0, 3, whole=True)
+        assert by_name["weight"] == Field("weight", "llm_weight", "ordinal", whole=False)
         assert by_name["tone"].categories == ("cold", "warm")
         assert by_name["ok"].categories == ("false", "true")
         assert found.not_reported == {
@@ -184,10 +184,26 @@ class TestLabelsOnTheScale:
         with pytest.raises(InputFileError, match="row 1 holds 'hot', not one of: cold, warm"):
             compare(graded, graded.field("tone"), "label", None)
 
+    def test_a_number_field_takes_fractional_labels(self, tmp_path: Path) -> None:
+        """A schema ``number`` from 0 to 1 takes a label of 0.5, and refuses 1.5."""
+        schema = {"properties": {"weight": {"type": "number", "minimum": 0, "maximum": 1}}}
+        rows = [{"llm_score": 1, "llm_weight": "1.0", "label": 0.5}]
+        graded = open_graded(write_table(tmp_path / "g.csv", rows), None, facts(schema))
+        a = compare(graded, graded.field("weight"), "label", None)
+        assert a.mae == 0.5 and a.confusion.labels == ["0.5", "1"]
+        rows[0]["label"] = 1.5
+        graded = open_graded(write_table(tmp_path / "g.csv", rows), None, facts(schema))
+        with pytest.raises(InputFileError, match=r"holds '1\.5', outside the judge's scale 0-1"):
+            compare(graded, graded.field("weight"), "label", None)
+
     def test_fractions_are_fine_when_the_judge_gives_fractions(self, tmp_path: Path) -> None:
-        """Without a known scale, a judge giving 2.5 makes a label of 3.5 acceptable."""
-        rows = [{"llm_score": 2.5, "human": 3.5}, {"llm_score": 3.0, "human": 3.0}]
-        a = build_report(write_table(tmp_path / "g.parquet", rows), labels="human").agreement
+        """Without a schema, a field where the judge gives 2.5 takes a label of 3.5."""
+        rows = [
+            {"llm_score": 1, "llm_weight": 2.5, "human": 3.5},
+            {"llm_score": 1, "llm_weight": 3.0, "human": 3.0},
+        ]
+        path = write_table(tmp_path / "g.parquet", rows)
+        a = build_report(path, field="weight", labels="human").agreement
         assert a is not None and a.confusion.labels == ["2.5", "3", "3.5"]
         assert a.mae == pytest.approx(0.5)
 

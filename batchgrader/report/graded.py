@@ -68,6 +68,7 @@ class Field:
     kind: Kind
     low: Value | None = None  # known bounds of an ordinal scale
     high: Value | None = None
+    whole: bool | None = None  # whole numbers only (None: unknown, as the judge gives)
     categories: tuple[str, ...] = ()  # known values of a categorical field
 
     @property
@@ -203,7 +204,7 @@ def _located(path: Path, fmt: Format, exc: Exception) -> InputFileError:
         datafiles.open_input(path, fmt)
     except InputFileError as located:
         return located
-    return InputFileError(f"{path}: cannot be read ({_first_line(exc)}).")
+    return InputFileError(f"{path}: cannot be read ({first_line(exc)}).")
 
 
 def _probe(
@@ -234,7 +235,8 @@ def _probe(
     }
 
 
-def _first_line(exc: Exception) -> str:
+def first_line(exc: Exception) -> str:
+    """The first line of an exception's message (polars' run to many)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -253,7 +255,7 @@ def _score_field(path: Path, job: JobFacts | None, facts: dict[str, Any]) -> Fie
             f"{facts['bad_value']!r}."
         )
     low, high = job.scale if job is not None and job.scale is not None else (None, None)
-    return Field(SCORE, SCORE_COLUMN, "ordinal", low, high)
+    return Field(SCORE, SCORE_COLUMN, "ordinal", low, high, whole=True)
 
 
 def _schema_field(name: str, column: str, prop: Any, facts: dict[str, Any]) -> Field | str:
@@ -270,9 +272,12 @@ def _schema_field(name: str, column: str, prop: Any, facts: dict[str, Any]) -> F
         if facts["distinct"] > MAX_VALUES:
             return f"has {facts['distinct']:,} distinct values: not a scale"
         low, high = prop.get("minimum"), prop.get("maximum")
+        whole = kind == "integer"
         if isinstance(low, int | float) and isinstance(high, int | float):
-            return Field(name, column, "ordinal", as_value(float(low)), as_value(float(high)))
-        return Field(name, column, "ordinal")
+            return Field(
+                name, column, "ordinal", as_value(float(low)), as_value(float(high)), whole
+            )
+        return Field(name, column, "ordinal", whole=whole)
     if isinstance(enum, list) and enum:
         return Field(name, column, "categorical", categories=tuple(str(v) for v in enum))
     if kind == "boolean":

@@ -23,6 +23,7 @@ from batchgrader.report.graded import (
     Field,
     GradedFile,
     as_value,
+    first_line,
     not_a_number,
     number,
     scale_values,
@@ -61,13 +62,13 @@ def _problems(field: Field, column: str) -> list[tuple[pl.Expr, str]]:
         return [(~text(column).is_in(field.categories), f"not one of: {allowed}")]
     label = number(column)
     found = [(not_a_number(column), "not a number")]
-    fraction = label != label.floor()
     if field.low is not None and field.high is not None:
         outside = (label < field.low) | (label > field.high)
         found.append((outside, f"outside the judge's scale {field.low}-{field.high}"))
-        if isinstance(field.low, int) and isinstance(field.high, int):
-            found.append((fraction, _WHOLE))
-    else:  # the scale is what the judge gave: whole numbers unless it gave a fraction
+    fraction = label != label.floor()
+    if field.whole:
+        found.append((fraction, _WHOLE))
+    elif field.whole is None:  # unknown: whole numbers unless the judge gave a fraction
         judge = number(field.column)
         found.append((fraction & ~(judge != judge.floor()).any(), _WHOLE))
     return found
@@ -153,7 +154,7 @@ def compare(
         )
     except pl.exceptions.PolarsError as exc:
         raise InputFileError(
-            f"{graded.path}: labels column '{column}' cannot be read ({exc})."
+            f"{graded.path}: labels column '{column}' cannot be read ({first_line(exc)})."
         ) from None
     found = check.row(0, named=True)
     raise_problem(found, graded.path, field, column)

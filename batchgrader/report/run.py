@@ -42,7 +42,7 @@ def check_labels(files: list[Path], column: str, fmt: Format | None, prompt: Pro
             hint="Grade without --labels, then: batchgrader report FILE --field NAME --labels "
             f"{column}.",
         )
-    field = Field(SCORE, SCORE_COLUMN, "ordinal", prompt.scale.min, prompt.scale.max)
+    field = Field(SCORE, SCORE_COLUMN, "ordinal", prompt.scale.min, prompt.scale.max, True)
     for path in files:
         scan = datafiles.scan_table(path, datafiles.format_of(path, fmt))
         try:
