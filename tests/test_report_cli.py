@@ -68,7 +68,7 @@ def error_line(result: Result) -> str:
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("Error: ") and result.stderr.count("Error:") == 1
     message = result.stderr.split("Hint: ")[0]
-    return message.replace("\n", "").strip()
+    return " ".join(message.split())  # as one line, however the console wrapped it
 
 
 def sk(label: list[int], judge: list[int], **kw: Any) -> float:
