@@ -22,6 +22,7 @@ from batchgrader.report.graded import (
     Field,
     GradedFile,
     as_value,
+    first_line,
     number,
     open_graded,
     scale_values,
@@ -52,9 +53,7 @@ def build_report(
     column, else ``default_text_column``.
     """
     job = find_job(ledger_db, path) if ledger_db is not None else None
-    graded = open_graded(path, fmt, job)
-    if labels is not None:
-        graded.fields[:] = [f for f in graded.fields if f.column != labels]
+    graded = open_graded(path, fmt, job, labels=labels)
     chosen = graded.field(field)
     summaries, failed, answered = _tallies(graded)
     main = summaries[chosen.column]
@@ -111,7 +110,7 @@ def _tallies(graded: GradedFile) -> tuple[dict[str, FieldSummary], dict[str, int
     try:
         found = pl.collect_all(queries)
     except pl.exceptions.PolarsError as exc:
-        raise InputFileError(f"{graded.path}: cannot be read ({exc}).") from None
+        raise InputFileError(f"{graded.path}: cannot be read ({first_line(exc)}).") from None
     answered = int(found[0].item())
     by_code: dict[str, int] = {}
     if ERROR_COLUMN in columns:

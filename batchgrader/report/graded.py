@@ -144,13 +144,18 @@ def value_key(value: Value) -> str:
     return str(value)
 
 
-def open_graded(path: Path, fmt: Format | None, job: JobFacts | None) -> GradedFile:
-    """Read a graded file's shape and find its reportable fields (score first)."""
+def open_graded(
+    path: Path, fmt: Format | None, job: JobFacts | None, labels: str | None = None
+) -> GradedFile:
+    """Read a graded file's shape and find its reportable fields (score first); the
+    ``labels`` column is never one of them."""
     fmt, lazy, columns = _open(path, fmt)
     candidates = [
         c
         for c in columns
-        if c.startswith(PREFIX) and c not in (ERROR_COLUMN, RESPONSE_COLUMN) and len(c) > 4
+        if c.startswith(PREFIX)
+        and c not in (ERROR_COLUMN, RESPONSE_COLUMN, labels)
+        and len(c) > len(PREFIX)
     ]
     if SCORE_COLUMN in candidates:  # the score first, then the schema's fields in order
         candidates.remove(SCORE_COLUMN)

@@ -74,7 +74,7 @@ def with_agreement(
             problem = "no graded file yet (the job is still running)"
         else:
             try:
-                graded = open_graded(Path(summary.output), fmt, None)
+                graded = open_graded(Path(summary.output), fmt, None, labels=column)
                 agreement = compare(graded, graded.field(SCORE), column, text_column)
             except BatchgraderError as exc:
                 problem = exc.message
