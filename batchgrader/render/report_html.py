@@ -75,6 +75,10 @@ def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
 
+def _have(n: int) -> str:
+    return "row has" if n == 1 else "rows have"
+
+
 def _card(key: str, value: str, note: str = "") -> str:
     extra = f'<div class="n">{_e(note)}</div>' if note else ""
     return (
@@ -174,9 +178,9 @@ def _figures(a: Agreement) -> str:
     )
     missing = []
     if a.unlabelled:
-        missing.append(f"{a.unlabelled:,} scored rows have no label")
+        missing.append(f"{a.unlabelled:,} scored " + _have(a.unlabelled) + " no label")
     if a.unscored:
-        missing.append(f"{a.unscored:,} labelled rows have no judge value")
+        missing.append(f"{a.unscored:,} labelled " + _have(a.unscored) + " no judge value")
     extra = f" ({'; '.join(missing)})" if missing else ""
     return (
         f"<h2>Agreement with {_e(a.labels_column)}</h2>"
