@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+from typer.testing import CliRunner, Result
+
+from batchgrader.cli import app
+from tests.fakes.batch_api import FakeBatchAPI
 
 # Property tests run on loaded CI machines: no per-example deadline (a slow example is not a
 # failure), and the same number of examples everywhere.
@@ -15,10 +19,6 @@ settings.register_profile(
     "batchgrader", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("batchgrader")
-from typer.testing import CliRunner, Result
-
-from batchgrader.cli import app
-from tests.fakes.batch_api import FakeBatchAPI
 
 FAKE_KEY = "sk-test-FAKEKEY0000000000000000000000wxyz"
 

@@ -16,6 +16,7 @@ from batchgrader.cli.costs import costs
 from batchgrader.cli.count import count
 from batchgrader.cli.grade import grade
 from batchgrader.cli.jobs import jobs_app
+from batchgrader.cli.report import report
 from batchgrader.cli.split import split
 
 app = typer.Typer(
@@ -34,6 +35,7 @@ app.command()(grade)
 app.command()(count)
 app.command()(costs)
 app.command()(split)
+app.command()(report)
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlparse
 
 import typer
+from rich.console import RenderableType
 
 from batchgrader import paths
 from batchgrader.cli._context import AppContext
@@ -75,13 +77,19 @@ def _confirm(question: str) -> bool:
     return typer.confirm(question, err=True)
 
 
-def finish(app: AppContext, report: RunReport, *, retry: str) -> None:
+def finish(
+    app: AppContext,
+    report: RunReport,
+    *,
+    retry: str,
+    render: Callable[[Any], RenderableType] = tables.summary_table,
+) -> None:
     """Print the run's summary; exit 1 when rows or batches failed.
 
     ``retry`` is the command that resends failed rows (``grade ... --retry-failed`` or
     ``jobs retry ID``); it is suggested only for rows a retry can fix.
     """
-    app.emit(report, tables.summary_table)
+    app.emit(report, render)
     failed = sum(s.failed for s in report.files)
     invalid = sum(s.invalid_answers for s in report.files)
     if not (failed or invalid or any(s.status == "failed" for s in report.files)):

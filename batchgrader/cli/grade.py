@@ -32,6 +32,8 @@ from batchgrader.execution.run import GradeOptions, Grader
 from batchgrader.planning.plans import dry_run
 from batchgrader.planning.spec import request_spec
 from batchgrader.render import tables
+from batchgrader.render.report import labelled_summary
+from batchgrader.report.run import check_labels, with_agreement
 
 
 def grade(
@@ -127,6 +129,15 @@ def grade(
         ),
     ] = None,
     yes: YesOption = False,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            "--labels",
+            metavar="COLUMN",
+            help="Input column of human labels: the summary shows the judge's agreement.",
+            show_default=False,
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Grade every row of the input files with the judge (Batch API, or direct calls)."""
@@ -159,6 +170,8 @@ def grade(
         fail_on_empty=fail_on_empty,
         allow_unpriced=allow_unpriced,
     )
+    if labels is not None:
+        check_labels(paths, labels, fmt, spec.prompt)
     if dry_run_flag:
         app.note("[bold]Dry run: nothing is submitted, no API key is used.[/]")
         app.emit(dry_run(paths, spec, settings), tables.dry_run_table)
@@ -179,4 +192,9 @@ def grade(
         report = Grader(opened).grade(paths, options)
     if detach and not json_output:
         app.note(f"Detached. To collect: batchgrader jobs resume {report.files[-1].job_id}")
-    finish(app, report, retry="batchgrader grade --retry-failed (same arguments)")
+    retry = "batchgrader grade --retry-failed (same arguments)"
+    if labels is None:
+        finish(app, report, retry=retry)
+        return
+    labelled = with_agreement(report, labels, options.output_format, spec.text_column)
+    finish(app, labelled, retry=retry, render=labelled_summary)
