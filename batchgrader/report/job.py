@@ -8,13 +8,13 @@ the ledger moves.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from batchgrader.ledger.store import Ledger
+from batchgrader.planning.spec import StoredRequest
 
 
 @dataclass(frozen=True)
@@ -75,15 +75,15 @@ def find_job(ledger_db: Path, graded: Path) -> JobFacts | None:
         cost=sum(priced, Decimal(0)) if priced else None,
         unpriced_batches=len(events) - len(priced),
     )
-    stored: dict[str, Any] = json.loads(job.request_settings)
-    scale = stored.get("scale")
-    if not (isinstance(scale, list) and len(scale) == 2):
-        scale = None
+    try:
+        stored = StoredRequest.parse(job.request_settings)
+    except (ValueError, KeyError):  # a job of an unknown shape: no facts, not a failure
+        return JobFacts(job.id, job.model, None, None, None, usage)
     return JobFacts(
         id=job.id,
         model=job.model,
-        scale=(int(scale[0]), int(scale[1])) if scale else None,
-        schema=stored.get("schema") if isinstance(stored.get("schema"), dict) else None,
-        text_column=stored.get("column") if isinstance(stored.get("column"), str) else None,
+        scale=stored.scale,
+        schema=stored.schema_,
+        text_column=stored.column,
         usage=usage,
     )
