@@ -188,6 +188,12 @@ class BudgetStop(BatchgraderError):
     code = "budget_stop"
 
 
+class PilotFailed(BatchgraderError):
+    """The pilot's answers parsed too rarely: nothing else was submitted."""
+
+    code = "pilot_failed"
+
+
 class JobCancelled(BatchgraderError):
     """The job was cancelled (``jobs cancel``) while this process ran it."""
 

@@ -212,6 +212,17 @@ class RunSettings(_Section):
     tokens_per_minute: int | None = Field(
         None, gt=0, description="Direct mode: pace requests to at most this many tokens a minute."
     )
+    pilot_rows: int = Field(
+        0, ge=0, le=100_000, description="Rows sent directly first, to check the prompt (0: off)."
+    )
+    pilot_min_parse_rate: float = Field(
+        0.9, ge=0, le=1, description="A pilot parsing fewer answers than this stops the run."
+    )
+    deadline: str | None = Field(
+        None,
+        description="Finish by then (40s, 90m, 2h, 1d, or an ISO 8601 time): batches not done "
+        "in time are finished directly.",
+    )
     max_retries_per_row: int = Field(
         1, ge=0, description="Automatic resubmissions of rows an expired batch did not run."
     )

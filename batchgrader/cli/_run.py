@@ -61,9 +61,11 @@ def session(
             on_event=board.handle,
             say=app.note,
             confirm=_confirm if _interactive() else None,
-            on_first_request=lambda: app.note("[bold]Batch API: requests are being made.[/]"),
+            on_first_request=lambda: app.note("[bold]Requests are being made.[/]"),
         ) as opened,
     ):
+        if not app.json_mode:
+            opened.on_pilot = lambda report: app.err.print(tables.pilot_table(report))
         for note in spec.notes:
             app.note(note)
         yield opened

@@ -128,6 +128,26 @@ def grade(
             show_default=False,
         ),
     ] = None,
+    pilot: Annotated[
+        int | None,
+        typer.Option(
+            "--pilot",
+            min=0,
+            metavar="N",
+            help="First send N sampled rows directly and check the answers parse (run.pilot_rows).",
+            show_default=False,
+        ),
+    ] = None,
+    deadline: Annotated[
+        str | None,
+        typer.Option(
+            "--deadline",
+            metavar="WHEN",
+            help="Finish by then (40s, 90m, 2h, 1d or an ISO time): batches not done in time "
+            "are finished directly (run.deadline).",
+            show_default=False,
+        ),
+    ] = None,
     yes: YesOption = False,
     labels: Annotated[
         str | None,
@@ -156,6 +176,8 @@ def grade(
         | {"budget.max_cost_usd": max_cost.strip().removeprefix("$") if max_cost else None}
         | {
             "run.mode": mode,
+            "run.pilot_rows": pilot,
+            "run.deadline": deadline,
             "run.direct_concurrency": concurrency,
             "request.service_tier": service_tier,
         }

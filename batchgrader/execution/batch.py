@@ -112,8 +112,18 @@ class BatchExecutor:
 
     # --- the loop -------------------------------------------------------------------
 
-    def run(self, job: JobRow, *, detach: bool = False) -> list[ChunkRow]:
-        """Drive the job's batch chunks until each is finished (or, detached, submitted)."""
+    def run(
+        self,
+        job: JobRow,
+        *,
+        detach: bool = False,
+        stop_when: Callable[[], bool] | None = None,
+    ) -> list[ChunkRow]:
+        """Drive the job's batch chunks until each is finished (or, detached, submitted).
+
+        ``stop_when`` is asked after each round of polls; True returns at once, batches
+        still running (a deadline that calls for finishing the rest directly).
+        """
         run = self.settings.run
         interval = run.poll_interval_seconds
         last_seen: dict[int, tuple[str, int, int]] = {}
@@ -131,6 +141,8 @@ class BatchExecutor:
             before = {c.idx: c.status for c in chunks}
             chunks = self._mine(job)
             if all(c.status.finished for c in chunks):
+                return self.ledger.chunks(job.id)
+            if stop_when is not None and stop_when():
                 return self.ledger.chunks(job.id)
             freed = any(c.status.finished and not before[c.idx].finished for c in chunks)
             if freed and any(c.status.queued for c in chunks):

@@ -277,10 +277,10 @@ class DirectExecutor:
 
     # --- the loop -------------------------------------------------------------------
 
-    def run(self, job: JobRow) -> list[ChunkRow]:
-        """Run every unfinished direct chunk of ``job``, one after the other."""
+    def run(self, job: JobRow, *, only: set[int] | None = None) -> list[ChunkRow]:
+        """Run every unfinished direct chunk of ``job`` (or those in ``only``), in turn."""
         chunks = self.ledger.chunks(job.id)
-        mine = [c for c in chunks if c.mode is ChunkMode.DIRECT]
+        mine = [c for c in chunks if c.mode is ChunkMode.DIRECT and (only is None or c.idx in only)]
         for chunk in mine:
             if chunk.status.finished:
                 continue

@@ -24,8 +24,17 @@ from batchgrader.data.atomic import atomic_path
 from batchgrader.data.formats import Format, format_of
 from batchgrader.data.reading import scan_table
 from batchgrader.data.writing import sink_rows
-from batchgrader.errors import BatchApiMissing, InputFileError, Interrupted, UsageError
+from batchgrader.errors import (
+    BatchApiMissing,
+    BudgetExceeded,
+    BudgetStop,
+    InputFileError,
+    Interrupted,
+    PilotFailed,
+    UsageError,
+)
 from batchgrader.execution.batch import BatchExecutor
+from batchgrader.execution.deadline import DeadlinePlan, default_rate, parse_deadline
 from batchgrader.execution.direct import DirectExecutor
 from batchgrader.execution.events import Clock, EventSink, Identity, SystemClock
 from batchgrader.execution.identity import file_hash
@@ -40,6 +49,7 @@ from batchgrader.execution.output import (
     own_output,
     resolve_target,
 )
+from batchgrader.execution.pilot import PilotReport, add_pilot_chunk, pilot_report
 from batchgrader.execution.recovery import write_recovered
 from batchgrader.execution.resubmit import RetryScope, add_retry_chunks
 from batchgrader.execution.retrying import RetryPolicy
@@ -48,6 +58,7 @@ from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow,
 from batchgrader.ledger.store import Ledger
 from batchgrader.money import budget
 from batchgrader.money.costs import today_cost
+from batchgrader.money.pricing import Tier, Usage, cost
 from batchgrader.planning.spec import RequestSpec
 from batchgrader.planning.workload import Workload
 from batchgrader.providers.base import BatchTransport
@@ -96,6 +107,8 @@ class Session:
     say: Callable[[str], None]
     #: Ask the user a yes/no question; None when there is no terminal to ask on.
     confirm: Callable[[str], bool] | None
+    #: Show what a pilot found (before the rest is submitted).
+    on_pilot: Callable[[PilotReport], None] = lambda report: None
     locks: list[JobLock] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
     #: Dollars spent by direct requests in this run (checked against budget.max_cost_usd).
@@ -170,6 +183,7 @@ class Grader:
 
     def __init__(self, session: Session) -> None:
         self.s = session
+        self._notes: dict[str, list[str]] = {}
 
     # --- grade ------------------------------------------------------------------------
 
@@ -178,7 +192,10 @@ class Grader:
         s = self.s
         workloads = [Workload.of(path, s.spec) for path in paths]
         prepared = [self._prepare(w, options) for w in workloads]
-        self._budget(prepared, options)
+        if s.settings.run.pilot_rows:
+            self._pilot(prepared, options)
+        else:
+            self._budget(prepared, options)
         report = RunReport(files=[])
         for item in prepared:
             summary = self._run(item, options)
@@ -311,8 +328,21 @@ class Grader:
             )
         )
 
-    def _budget(self, prepared: list[_Prepared], options: GradeOptions) -> None:
-        """Check and reserve the run's worst case at once; ask before an expensive run."""
+    def _budget(
+        self,
+        prepared: list[_Prepared],
+        options: GradeOptions,
+        *,
+        chunks: list[ChunkRow] | None = None,
+        measured: budget.Measured | None = None,
+        question: str | None = None,
+        forget_on_refusal: bool = True,
+    ) -> budget.BudgetCheck:
+        """Check and reserve the run's worst case at once; ask before an expensive run.
+
+        ``question`` is asked on a terminal whatever the cost (after a pilot); without a
+        terminal the run goes on when it is within the budgets.
+        """
         s = self.s
         jobs = [p.job for p in prepared]
         state = s.settings.state_dir()
@@ -325,16 +355,98 @@ class Grader:
                 now=datetime.now(UTC),
                 enforce=not options.yes,
                 stale=lambda job_id: not _job_running(s.ledger, state, job_id),
+                chunks=chunks,
+                measured=measured,
             )
-            s.running.extend(j.id for j in jobs)
-            if not options.yes and check.confirm is not None:
+            s.running.extend(j.id for j in jobs if j.id not in s.running)
+            if not options.yes and question is not None:
+                if s.confirm is not None and not s.confirm(question):
+                    raise check.not_confirmed(interactive=True)
+            elif not options.yes and check.confirm is not None:
                 if s.confirm is None:
                     raise check.not_confirmed(interactive=False)
                 if not s.confirm(check.confirm + " Submit?"):
                     raise check.not_confirmed(interactive=True)
         except BaseException:
-            self._forget_new(prepared)
+            if forget_on_refusal:
+                self._forget_new(prepared)
+            else:
+                budget.release_reservations(s.ledger, [j.id for j in jobs])
             raise
+        return check
+
+    # --- the pilot ----------------------------------------------------------------------
+
+    def _pilot(self, prepared: list[_Prepared], options: GradeOptions) -> None:
+        """Send the pilot rows directly, show what they found, then reserve the rest at
+        the measured output size (or stop, exit 2, when too few answers parsed)."""
+        s = self.s
+        rows = s.settings.run.pilot_rows
+        pilots: list[tuple[_Prepared, ChunkRow]] = []
+        for item in prepared:
+            chunk = add_pilot_chunk(JobFiles(s.settings, item.job.id), s.ledger, item.job, rows)
+            if chunk is not None:
+                pilots.append((item, chunk))
+        todo = [c for _, c in pilots if not c.status.finished]
+        self._budget(prepared, options, chunks=todo)
+        reports: list[PilotReport] = []
+        for item, chunk in pilots:
+            reports.append(self._run_pilot(item, chunk))
+        failed = [r for r in reports if not r.passed]
+        if failed:
+            worst = min(failed, key=lambda r: r.parse_rate)
+            limit = s.settings.run.pilot_min_parse_rate
+            raise PilotFailed(
+                f"The pilot's answers parsed {worst.parse_rate:.0%} of the time "
+                f"({worst.rows} rows; run.pilot_min_parse_rate is {limit:.0%}): nothing "
+                "else was submitted.",
+                hint="Read the failed answers above; fix the prompt, --schema or --max-tokens "
+                "and grade again (or lower run.pilot_min_parse_rate).",
+            )
+        if not reports:
+            self._budget(prepared, options)
+            return
+        mean = max(r.output_tokens.mean for r in reports)
+        high = max(r.output_tokens.p95 for r in reports)
+        measured = budget.Measured(expected=round(mean), worst=max(high, round(mean)))
+        rest = sum(
+            c.requests for p in prepared for c in s.ledger.chunks(p.job.id) if c.status.queued
+        )
+        expected = [r.estimate.expected_usd for r in reports if r.estimate.expected_usd]
+        high_usd = [r.estimate.high_usd for r in reports if r.estimate.high_usd]
+        question = (
+            f"Pilot done. Submit the other {rest:,} rows"
+            + (
+                f" (expected ${sum(expected, Decimal(0)):.4f}, up to "
+                f"${sum(high_usd, Decimal(0)):.4f})"
+                if expected
+                else ""
+            )
+            + "?"
+        )
+        self._budget(
+            prepared, options, measured=measured, question=question, forget_on_refusal=False
+        )
+
+    def _run_pilot(self, item: _Prepared, chunk: ChunkRow) -> PilotReport:
+        s = self.s
+        job = item.job
+        files = JobFiles(s.settings, job.id)
+        if job.pilot and chunk.status.finished:
+            return PilotReport.model_validate_json(job.pilot)
+        s.running.append(job.id)
+        started = s.clock.now()
+        self._direct(job, only={chunk.idx})
+        seconds = max(s.clock.now() - started, 1e-3)
+        done = s.ledger.chunk(job.id, chunk.idx)
+        others = [c for c in s.ledger.chunks(job.id) if not c.status.finished]
+        report = pilot_report(
+            files, done, others, s.spec, seconds, s.settings.run.pilot_min_parse_rate
+        )
+        s.ledger.set_job(job.id, pilot=report.model_dump_json(), direct_rate=report.rows_per_second)
+        job.pilot, job.direct_rate = report.model_dump_json(), report.rows_per_second
+        s.on_pilot(report)
+        return report
 
     def _forget_new(self, prepared: list[_Prepared]) -> None:
         """A refused run leaves no job behind (nothing of it was sent)."""
@@ -352,7 +464,7 @@ class Grader:
         job, target = item.job, item.target
         files = JobFiles(s.settings, job.id)
         chunks = s.ledger.chunks(job.id)
-        notes = []
+        notes = self._notes.setdefault(job.id, [])
         if item.reused_from is not None:
             notes.append(f"re-used the results of job {job.id}, graded from {item.reused_from}")
         if job.status is JobStatus.DONE and not results_kept(files, chunks):
@@ -401,40 +513,168 @@ class Grader:
                 clock=s.clock,
                 policy=s.policy,
             )
+            plan = self._deadline_plan(job)
+            stop_when = None
+            if plan is not None and not options.detach:
+                stop_when = lambda: plan.due(datetime.now(UTC), self._outstanding(job))  # noqa: E731
             try:
-                chunks = executor.run(job, detach=options.detach)
+                chunks = executor.run(job, detach=options.detach, stop_when=stop_when)
             except BatchApiMissing as exc:
                 if s.settings.run.mode != "auto":
                     raise
                 self._switch_to_direct(job, exc)
                 chunks = s.ledger.chunks(job.id)
+            batch_left = any(c.mode is ChunkMode.BATCH and not c.status.finished for c in chunks)
+            if plan is not None and batch_left and not options.detach:
+                chunks = self._finish_directly(job, executor, plan)
         if any(c.mode is ChunkMode.DIRECT and not c.status.finished for c in chunks):
             if options.detach:
                 raise UsageError(
                     "Direct mode has no batches to leave running: --detach cannot be used.",
                     hint="Run without --detach (Ctrl-C keeps every answer received so far).",
                 )
-            direct = DirectExecutor(
-                lambda timeout: s.spec.provider.direct_transport(timeout=timeout),
-                s.ledger,
-                s.settings,
-                s.spec,
-                s.identity,
-                on_event=s.on_event,
-                clock=s.clock,
-                policy=s.policy,
-                spent_before=s.spent,
-            )
-            try:
-                chunks = direct.run(job)
-            finally:
-                s.spent = direct.spent
-                if direct.possibly_executed:
-                    s.say(
-                        f"{direct.possibly_executed:,} request(s) lost their connection after "
-                        "being sent and were sent again: their first try may have been billed."
-                    )
+            chunks = self._direct(job)
         return chunks
+
+    def _direct(self, job: JobRow, *, only: set[int] | None = None) -> list[ChunkRow]:
+        s = self.s
+        direct = DirectExecutor(
+            lambda timeout: s.spec.provider.direct_transport(timeout=timeout),
+            s.ledger,
+            s.settings,
+            s.spec,
+            s.identity,
+            on_event=s.on_event,
+            clock=s.clock,
+            policy=s.policy,
+            spent_before=s.spent,
+        )
+        try:
+            return direct.run(job, only=only)
+        finally:
+            s.spent = direct.spent
+            if direct.possibly_executed:
+                s.say(
+                    f"{direct.possibly_executed:,} request(s) lost their connection after "
+                    "being sent and were sent again: their first try may have been billed."
+                )
+
+    # --- the deadline -------------------------------------------------------------------
+
+    def _deadline_plan(self, job: JobRow) -> DeadlinePlan | None:
+        """The job's deadline (set at its first run; kept for resumes) and its plan."""
+        s = self.s
+        if job.deadline is None and s.settings.run.deadline is not None:
+            moment = parse_deadline(s.settings.run.deadline, now=datetime.now(UTC))
+            job.deadline = moment.isoformat(timespec="seconds")
+            s.ledger.set_job(job.id, deadline=job.deadline)
+        if job.deadline is None:
+            return None
+        rate = job.direct_rate or default_rate(s.settings.run.direct_concurrency)
+        plan = DeadlinePlan(datetime.fromisoformat(job.deadline), rate)
+        outstanding = self._outstanding(job)
+        s.say(
+            f"Deadline {plan.deadline:%Y-%m-%d %H:%M} UTC: if the batches are not done by "
+            f"{plan.switch_at(outstanding):%H:%M} UTC, the rest is finished directly "
+            f"(about {rate:.1f} rows a second)."
+        )
+        return plan
+
+    def _outstanding(self, job: JobRow) -> int:
+        """Rows of the job's unfinished batch chunks that no batch has answered yet."""
+        s = self.s
+        done = {b["chunk_idx"]: b["completed"] + b["failed"] for b in s.ledger.batches(job.id)}
+        return sum(
+            max(0, c.requests - (done.get(c.idx, 0) if c.status is ChunkStatus.SUBMITTED else 0))
+            for c in s.ledger.chunks(job.id)
+            if c.mode is ChunkMode.BATCH and not c.status.finished
+        )
+
+    def _finish_directly(
+        self, job: JobRow, executor: BatchExecutor, plan: DeadlinePlan
+    ) -> list[ChunkRow]:
+        """The deadline is near: cancel what runs, keep what finished, send the rest
+        directly, if the budget allows it (else leave the job resumable)."""
+        s = self.s
+        outstanding = self._outstanding(job)
+        s.say(
+            f"The deadline is near ({plan.deadline:%H:%M} UTC) and {outstanding:,} rows are "
+            "outstanding: cancelling the unfinished batches and finishing those rows directly."
+        )
+        for chunk in s.ledger.chunks(job.id):  # queued batches go direct as they are
+            if chunk.mode is ChunkMode.BATCH and chunk.status.queued:
+                s.ledger.set_chunk(job.id, chunk.idx, mode=ChunkMode.DIRECT)
+        cancelled = {info.id for info in executor.cancel(job)}
+        executor.run(job)  # until the cancelled batches end: collect what they finished
+        workload = Workload.of(Path(job.input_path), s.spec)
+        add_retry_chunks(
+            s.settings,
+            s.ledger,
+            job,
+            s.spec,
+            only=("batch_cancelled", "not_run"),
+            mode=ChunkMode.DIRECT,
+            workload=workload,
+        )
+        for chunk in s.ledger.chunks(job.id):  # their rows are resent: not a failure
+            if chunk.batch_id in cancelled and chunk.status is ChunkStatus.FAILED:
+                s.ledger.set_chunk(job.id, chunk.idx, status=ChunkStatus.RETRIED)
+        direct = [
+            c for c in s.ledger.chunks(job.id) if c.mode is ChunkMode.DIRECT and c.status.queued
+        ]
+        try:
+            check = budget.reserve_run(
+                s.ledger,
+                [job],
+                s.spec,
+                s.settings,
+                now=datetime.now(UTC),
+                enforce=True,
+                stale=lambda job_id: False,
+                chunks=direct,
+            )
+        except BudgetExceeded as exc:
+            raise BudgetStop(
+                "The deadline's switch to direct mode was refused: " + exc.message,
+                hint=f"The job is left as it is: batchgrader jobs resume {job.id} finishes "
+                "it directly (raise --max-cost first), or grade without --deadline.",
+            ) from None
+        rows = sum(c.requests for c in direct)
+        cost_direct = check.estimate.expected_cost
+        s.say(
+            f"Finishing {rows:,} rows directly"
+            + (f" (expected ${cost_direct:.4f})" if cost_direct is not None else "")
+            + "."
+        )
+        chunks = self._direct(job)
+        self._notes.setdefault(job.id, []).append(self._switch_note(job, {c.idx for c in direct}))
+        return chunks
+
+    def _switch_note(self, job: JobRow, switched: set[int]) -> str:
+        """How many rows went each way, and what finishing directly cost against waiting."""
+        s = self.s
+        chunks = s.ledger.chunks(job.id)
+        direct_rows = sum(c.requests for c in chunks if c.idx in switched)
+        batch_rows = sum(c.requests for c in chunks if c.mode is ChunkMode.BATCH) - direct_rows
+        events = [
+            e
+            for e in s.ledger.usage_events(job_id=job.id)
+            if not e.committed
+            and e.batch_id.rsplit(":", 1)[-1] in {str(i) for i in switched}
+            and e.executor == "direct"
+        ]
+        paid = sum((e.cost for e in events if e.cost is not None), Decimal(0))
+        usage = Usage(
+            input_tokens=sum(e.input_tokens for e in events),
+            cached_input_tokens=sum(e.cached_input_tokens for e in events),
+            output_tokens=sum(e.output_tokens for e in events),
+        )
+        waiting = cost(s.spec.price, usage, tier=Tier.BATCH) if s.spec.price else None
+        return (
+            f"deadline: {max(batch_rows, 0):,} rows by batch, {direct_rows:,} finished directly "
+            f"for ${paid:.6f}"
+            + (f" (waiting for the batch would have cost ${waiting:.6f})" if waiting else "")
+        )
 
     def _switch_to_direct(self, job: JobRow, exc: BatchApiMissing) -> None:
         """``--mode auto``: the server has no Batch API; its queued chunks go direct."""

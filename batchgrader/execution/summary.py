@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from batchgrader.data.formats import Format, format_of
 from batchgrader.data.reading import scan_table
 from batchgrader.errors import InputFileError
+from batchgrader.execution.pilot import PilotReport
 from batchgrader.execution.results import permanent
 from batchgrader.ledger.records import ChunkRow, ChunkStatus, JobRow
 from batchgrader.ledger.store import Ledger
@@ -44,6 +45,8 @@ class RunSummary(BaseModel):
     #: Rows answered before (by this or another job) whose paid answers were reused.
     reused: int = 0
     notes: list[str] = []
+    #: What the pilot found (``grade --pilot N``).
+    pilot: PilotReport | None = None
 
 
 @dataclass(frozen=True)
@@ -147,4 +150,5 @@ def summarise(
         errors=errors,
         reused=reused,
         notes=notes or [],
+        pilot=PilotReport.model_validate_json(job.pilot) if job.pilot else None,
     )

@@ -158,6 +158,20 @@ def m003_provider_seam(db: sqlite3.Connection) -> None:
         db.execute("UPDATE batches SET results = ? WHERE id = ?", (json.dumps(handles), batch_id))
 
 
+@migration
+def m005_pilot_and_deadline(db: sqlite3.Connection) -> None:
+    """A job's deadline (UTC, ISO 8601), its measured direct throughput (rows per second)
+    and its pilot's findings (JSON)."""
+    _script(
+        db,
+        """
+        ALTER TABLE jobs ADD COLUMN deadline TEXT;
+        ALTER TABLE jobs ADD COLUMN direct_rate REAL;
+        ALTER TABLE jobs ADD COLUMN pilot TEXT;
+        """,
+    )
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply every migration not yet applied, each in its own transaction; returns the
     names applied now. Two processes opening a new ledger at once apply each step once."""

@@ -74,6 +74,12 @@ class JobRow:
     created_at: str
     updated_at: str
     provider: str = "openai"
+    #: When the job must be finished (UTC, ISO 8601), if it has a deadline.
+    deadline: str | None = None
+    #: Measured direct throughput (rows per second), from its pilot or direct chunks.
+    direct_rate: float | None = None
+    #: The pilot's findings (a PilotReport as JSON).
+    pilot: str | None = None
 
 
 @dataclass

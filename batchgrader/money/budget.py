@@ -21,6 +21,7 @@ Days and months are UTC. The core only decides; asking the user is left to the C
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -88,20 +89,28 @@ def new_chunks(ledger: Ledger, jobs: Iterable[JobRow]) -> list[ChunkRow]:
 
 
 def estimate_run(
-    chunks: Sequence[ChunkRow], spec: RequestSpec, expected_per_request: int
+    chunks: Sequence[ChunkRow],
+    spec: RequestSpec,
+    expected_per_request: int,
+    worst_per_request: int | None = None,
 ) -> RunEstimate:
-    """Exact input tokens of ``chunks``; expected and worst-case output; their cost."""
+    """Exact input tokens of ``chunks``; expected and worst-case output; their cost.
+
+    The worst case is ``max_tokens_per_response`` for every request unless a pilot
+    measured a bound (``worst_per_request``).
+    """
+    per_row_worst = worst_per_request if worst_per_request is not None else spec.options.max_tokens
     requests = sum(c.requests for c in chunks)
     input_tokens = sum(c.tokens for c in chunks)
     expected = requests * expected_per_request
-    worst = requests * spec.options.max_tokens
+    worst = requests * per_row_worst
     expected_cost = worst_cost = Decimal(0) if spec.price else None
     for chunk in chunks:  # batch chunks at Batch API rates, direct ones at theirs
         if spec.price is None:
             break
         tier = chunk_tier(chunk, spec)
         out_expected = chunk.requests * expected_per_request
-        out_worst = chunk.requests * spec.options.max_tokens
+        out_worst = chunk.requests * per_row_worst
         base = cost(spec.price, Usage(input_tokens=chunk.tokens), tier=tier)
         assert expected_cost is not None and worst_cost is not None
         expected_cost += base + cost(spec.price, Usage(output_tokens=out_expected), tier=tier)
@@ -188,6 +197,14 @@ def check_budget(
     return check
 
 
+@dataclass(frozen=True)
+class Measured:
+    """Output tokens per request a pilot measured: expected, and a bound for budgets."""
+
+    expected: int
+    worst: int
+
+
 def check_run(
     ledger: Ledger,
     jobs: Iterable[JobRow],
@@ -195,10 +212,17 @@ def check_run(
     settings: Settings,
     *,
     now: datetime,
+    chunks: Sequence[ChunkRow] | None = None,
+    measured: Measured | None = None,
 ) -> BudgetCheck:
-    """The budget check of grading ``jobs`` now: their new chunks against the limits."""
+    """The budget check of grading ``jobs`` now: their new chunks (or ``chunks``) against
+    the limits, at the measured output size when a pilot measured it."""
     expected = expected_output_tokens(spec, settings.request.expected_output_tokens)
-    estimate = estimate_run(new_chunks(ledger, jobs), spec, expected)
+    worst = None
+    if measured is not None:
+        expected, worst = measured.expected, measured.worst
+    work = list(chunks) if chunks is not None else new_chunks(ledger, jobs)
+    estimate = estimate_run(work, spec, expected, worst)
     return check_budget(estimate, settings.budget, ledger.usage_events(), now=now)
 
 
@@ -215,6 +239,8 @@ def reserve_run(
     now: datetime,
     enforce: bool,
     stale: Callable[[str], bool],
+    chunks: Sequence[ChunkRow] | None = None,
+    measured: Measured | None = None,
 ) -> BudgetCheck:
     """Check the budgets and reserve this run's worst case, in one ledger transaction.
 
@@ -235,15 +261,14 @@ def reserve_run(
                     "DELETE FROM usage_events WHERE job_id IS ? AND batch_id LIKE ?",
                     (job_id, RESERVATION + "%"),
                 )
-        check = check_run(ledger, jobs, spec, settings, now=now)
+        work = list(chunks) if chunks is not None else new_chunks(ledger, jobs)
+        check = check_run(ledger, jobs, spec, settings, now=now, chunks=work, measured=measured)
         if enforce:
             check.raise_if_refused()
         price = spec.price
-        for chunk in new_chunks(ledger, jobs):
-            worst = Usage(
-                input_tokens=chunk.tokens,
-                output_tokens=chunk.requests * spec.options.max_tokens,
-            )
+        per_row = measured.worst if measured is not None else spec.options.max_tokens
+        for chunk in work:
+            worst = Usage(input_tokens=chunk.tokens, output_tokens=chunk.requests * per_row)
             values = {
                 "timestamp": now_iso(),
                 "batch_id": f"{RESERVATION}{chunk.job_id}:{chunk.idx}",

@@ -13,6 +13,7 @@ from rich.text import Text
 from batchgrader.config_report import ConfigReport, PathReport
 from batchgrader.execution.listing import JobDetail, JobList
 from batchgrader.execution.maintenance import CleanReport, ForgottenLimits
+from batchgrader.execution.pilot import PilotReport
 from batchgrader.execution.run import RunReport
 from batchgrader.money.costs import CostReport, Usage
 from batchgrader.money.export import ExportResult
@@ -208,6 +209,8 @@ def summary_table(summaries: RunReport) -> Group:
             parts.append(dist)
         for error in s.errors[:5]:
             parts.append(Text(f"  {error}", style="red"))
+        for note in s.notes:
+            parts.append(Text(f"  {note}"))
     if summaries.today_cost is not None:
         parts.append(
             Text(f"Spent today (all runs): {money(Decimal(summaries.today_cost))}", style="dim")
@@ -415,3 +418,30 @@ def forgotten_limits(report: ForgottenLimits) -> Text:
         return Text("No learned enqueued-token limit to forget.")
     lines = [f"Forgot {model}: {tokens:,} tokens" for model, tokens in report.forgotten.items()]
     return Text("\n".join(lines))
+
+
+def pilot_table(report: PilotReport) -> Group:
+    """What the pilot found: parse rate, scores, output tokens, the re-estimate."""
+    table = Table(title="Pilot", title_justify="left", show_header=False)
+    table.add_column("what", style="bold", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    verdict = "[green]passed[/]" if report.passed else "[bold red]failed[/]"
+    table.add_row("rows", f"{report.rows:,} ({report.seconds:.1f} s)")
+    table.add_row("parsed", f"{report.parse_rate:.0%} {verdict}")
+    table.add_row("scores", ", ".join(f"{k}: {v:,}" for k, v in report.scores.items()) or "-")
+    table.add_row("refused / truncated", f"{report.refused:,} / {report.truncated:,}")
+    tokens = report.output_tokens
+    table.add_row(
+        "output tokens", f"mean {tokens.mean:,.1f}, p95 {tokens.p95:,}, max {tokens.max:,}"
+    )
+    est = report.estimate
+    if est.expected_usd is not None:
+        table.add_row(
+            "the rest",
+            f"{money(est.expected_usd)} expected ({money(est.low_usd)} - {money(est.high_usd)})",
+        )
+    parts: list[RenderableType] = [table]
+    if report.failed_answers:
+        parts.append(Text("Failed answers:", style="bold"))
+        parts.extend(Text(f"  {line}") for line in report.failed_answers)
+    return Group(*parts)
