@@ -15,7 +15,7 @@ from batchgrader import paths
 from batchgrader.cli._context import AppContext
 from batchgrader.errors import JobNotFound, RunFailed
 from batchgrader.execution.events import Identity
-from batchgrader.execution.run import RunReport, Session, open_session
+from batchgrader.execution.session import RunReport, Session, open_session
 from batchgrader.ledger.records import JobRow
 from batchgrader.ledger.store import Ledger
 from batchgrader.masking import mask

@@ -28,7 +28,8 @@ from batchgrader.cli._run import finish, open_ledger, session
 from batchgrader.data import formats, reading
 from batchgrader.errors import UsageError
 from batchgrader.execution.resubmit import RetryScope
-from batchgrader.execution.run import GradeOptions, Grader
+from batchgrader.execution.run import Grader
+from batchgrader.execution.session import GradeOptions
 from batchgrader.planning.plans import dry_run
 from batchgrader.planning.spec import request_spec
 from batchgrader.render import tables

@@ -20,7 +20,8 @@ from batchgrader.execution.maintenance import (
 )
 from batchgrader.execution.resubmit import RetryScope
 from batchgrader.execution.retrying import RetryPolicy
-from batchgrader.execution.run import GradeOptions, Grader
+from batchgrader.execution.run import Grader
+from batchgrader.execution.session import GradeOptions
 from batchgrader.planning.spec import spec_of_job
 from batchgrader.providers.registry import provider_for
 from batchgrader.render import tables

@@ -14,7 +14,7 @@ from batchgrader.config_report import ConfigReport, PathReport
 from batchgrader.execution.listing import JobDetail, JobList
 from batchgrader.execution.maintenance import CleanReport, ForgottenLimits
 from batchgrader.execution.pilot import PilotReport
-from batchgrader.execution.run import RunReport
+from batchgrader.execution.session import RunReport
 from batchgrader.money.costs import CostReport, Usage
 from batchgrader.money.export import ExportResult
 from batchgrader.planning.estimate import CountReport

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from batchgrader.data import formats, reading
 from batchgrader.data.formats import Format
 from batchgrader.errors import BatchgraderError, InputFileError, UsageError
-from batchgrader.execution.run import RunReport
+from batchgrader.execution.session import RunReport
 from batchgrader.prompting.prompts import Prompt
 from batchgrader.report.graded import ROW, SCORE, SCORE_COLUMN, Field, open_graded
 from batchgrader.report.labels import compare, problem_exprs, raise_problem
