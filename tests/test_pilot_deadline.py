@@ -158,3 +158,31 @@ def test_deadline_met_by_the_batches_switches_nothing(
     assert result.exit_code == 0, result.output
     assert fake_api.request_count("cancel") == 0
     assert fake_api.request_count("chat") == 0
+
+
+def test_count_and_dry_run_take_a_pilot_that_grade_then_reuses(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """count --pilot and --dry-run --pilot measure the answers; grade does not pay again."""
+    src = _csv(isolated_env, _texts(30))
+    counted = bg("count", src, "--pilot", "6", "--json")
+    assert counted.exit_code == 0, counted.output
+    data = json.loads(counted.stdout)
+    assert data["files"][0]["requests"] == 30
+    (pilot,) = data["pilot"]
+    assert pilot["rows"] == 6 and pilot["parse_rate"] == 1.0
+    dry = bg("grade", src, "--dry-run", "--pilot", "6", "--json")
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["pilot"][0]["rows"] == 6
+    assert sum(_direct_texts(fake_api).values()) == 6  # the same job's pilot, run once
+    graded = bg("grade", src, "--pilot", "6")
+    assert graded.exit_code == 0, graded.output
+    assert sum(_direct_texts(fake_api).values()) == 6
+    assert fake_api.batches_created == 1
+
+
+def test_count_with_a_pilot_needs_a_key(bg: Invoke, isolated_env: Path) -> None:
+    """count --pilot without an API key: exit 2, saying a key is needed; no pilot run."""
+    result = bg("count", _csv(isolated_env, _texts(5)), "--pilot", "2")
+    assert result.exit_code == 2, result.output
+    assert "API key" in result.stderr

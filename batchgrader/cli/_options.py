@@ -75,6 +75,19 @@ ExpectedOutputOption = Annotated[
 ]
 
 
+PilotOption = Annotated[
+    int | None,
+    typer.Option(
+        "--pilot",
+        min=0,
+        metavar="N",
+        help="First send N sampled rows directly and check that their answers parse "
+        "(run.pilot_rows; needs an API key).",
+        show_default=False,
+    ),
+]
+
+
 def request_overrides(
     *,
     column: str | None,

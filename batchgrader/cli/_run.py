@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -15,7 +16,9 @@ from batchgrader import paths
 from batchgrader.cli._context import AppContext
 from batchgrader.errors import JobNotFound, RunFailed
 from batchgrader.execution.events import Identity
-from batchgrader.execution.session import RunReport, Session, open_session
+from batchgrader.execution.pilot import PilotReport
+from batchgrader.execution.run import Grader
+from batchgrader.execution.session import GradeOptions, RunReport, Session, open_session
 from batchgrader.ledger.records import JobRow
 from batchgrader.ledger.store import Ledger
 from batchgrader.masking import mask
@@ -110,3 +113,16 @@ def finish(
     raise RunFailed(
         "Some rows or batches failed; their rows carry llm_error in the output.", hint=hint
     )
+
+
+def run_pilots(
+    app: AppContext, settings: Settings, spec: RequestSpec, paths: list[Path], *, yes: bool
+) -> list[PilotReport]:
+    """The files' pilots (``--pilot N`` on count and dry runs): they need a key, and say so."""
+    app.note(
+        f"[bold]Pilot: {settings.run.pilot_rows:,} rows of each file are sent now (this needs "
+        "an API key, and is paid for); a later grade reuses their answers.[/]"
+    )
+    with open_ledger(settings) as ledger, session(app, settings, spec, ledger) as opened:
+        opened.on_pilot = lambda report: None  # shown with the counts
+        return Grader(opened).pilot_only(paths, GradeOptions(yes=yes))

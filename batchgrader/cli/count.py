@@ -17,11 +17,15 @@ from batchgrader.cli._options import (
     JsonOption,
     MaxTokensOption,
     ModelOption,
+    PilotOption,
     PromptOption,
     SchemaOption,
+    YesOption,
     request_overrides,
 )
+from batchgrader.cli._run import run_pilots
 from batchgrader.data import formats, reading
+from batchgrader.execution.pilot import PilotedCount
 from batchgrader.planning.estimate import count_files
 from batchgrader.planning.spec import request_spec
 from batchgrader.render import tables
@@ -41,9 +45,14 @@ def count(
     expected_output_tokens: ExpectedOutputOption = None,
     fail_on_empty: FailOnEmptyOption = False,
     allow_unpriced: AllowUnpricedOption = False,
+    pilot: PilotOption = None,
+    yes: YesOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Count the exact request tokens of each file and estimate the cost. No requests are made."""
+    """Count the exact request tokens of each file and estimate the cost.
+
+    No requests are made, unless --pilot N sends N sampled rows to measure the answers.
+    """
     app = AppContext.of(ctx)
     app.json_mode = json_output
     loaded = app.load(
@@ -56,6 +65,7 @@ def count(
             max_tokens=max_tokens,
         )
         | {"request.expected_output_tokens": expected_output_tokens}
+        | {"run.pilot_rows": pilot}
     )
     settings = loaded.settings
     fmt = formats.parse_format(input_format)
@@ -67,6 +77,11 @@ def count(
         fail_on_empty=fail_on_empty,
         allow_unpriced=allow_unpriced,
     )
-    app.note("[bold]Counting only: no requests are made, nothing is spent.[/]")
+    if not settings.run.pilot_rows:
+        app.note("[bold]Counting only: no requests are made, nothing is spent.[/]")
     report = count_files(paths, spec, settings.request.expected_output_tokens)
+    if settings.run.pilot_rows:
+        reports = run_pilots(app, settings, spec, paths, yes=yes)
+        app.emit(PilotedCount(**report.model_dump(), pilot=reports), tables.piloted_count)
+        return
     app.emit(report, tables.count_table)

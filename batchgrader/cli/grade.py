@@ -24,9 +24,10 @@ from batchgrader.cli._options import (
     YesOption,
     request_overrides,
 )
-from batchgrader.cli._run import finish, open_ledger, session
+from batchgrader.cli._run import finish, open_ledger, run_pilots, session
 from batchgrader.data import formats, reading
 from batchgrader.errors import UsageError
+from batchgrader.execution.pilot import PilotedDryRun
 from batchgrader.execution.resubmit import RetryScope
 from batchgrader.execution.run import Grader
 from batchgrader.execution.session import GradeOptions
@@ -196,8 +197,13 @@ def grade(
     if labels is not None:
         check_labels(paths, labels, fmt, spec.prompt)
     if dry_run_flag:
-        app.note("[bold]Dry run: nothing is submitted, no API key is used.[/]")
-        app.emit(dry_run(paths, spec, settings), tables.dry_run_table)
+        if not settings.run.pilot_rows:
+            app.note("[bold]Dry run: nothing is submitted, no API key is used.[/]")
+            app.emit(dry_run(paths, spec, settings), tables.dry_run_table)
+            return
+        planned = dry_run(paths, spec, settings)
+        reports = run_pilots(app, settings, spec, paths, yes=yes)
+        app.emit(PilotedDryRun(**planned.model_dump(), pilot=reports), tables.piloted_dry_run)
         return
     options = GradeOptions(
         output=output,

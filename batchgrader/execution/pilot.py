@@ -27,6 +27,8 @@ from batchgrader.execution.layout import JobFiles
 from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow
 from batchgrader.ledger.store import Ledger, now_iso
 from batchgrader.money.pricing import Tier, Usage, cost
+from batchgrader.planning.estimate import CountReport
+from batchgrader.planning.plans import DryRun
 from batchgrader.planning.spec import RequestSpec
 from batchgrader.providers.base import row_of
 
@@ -210,3 +212,15 @@ def _estimate(
 
 def pilot_path(files: JobFiles) -> Path:
     return files.request_file(PILOT_FILE)
+
+
+class PilotedCount(CountReport):
+    """``count --pilot N``: the exact counts, and what each file's pilot measured."""
+
+    pilot: list[PilotReport]
+
+
+class PilotedDryRun(DryRun):
+    """``grade --dry-run --pilot N``: the plan, and what each file's pilot measured."""
+
+    pilot: list[PilotReport]

@@ -263,9 +263,14 @@ class Grader:
 
     # --- the pilot ----------------------------------------------------------------------
 
-    def _pilot(self, prepared: list[_Prepared], options: GradeOptions) -> None:
-        """Send the pilot rows directly, show what they found, then reserve the rest at
-        the measured output size (or stop, exit 2, when too few answers parsed)."""
+    def pilot_only(self, paths: list[Path], options: GradeOptions) -> list[PilotReport]:
+        """Run only the pilots of the files' jobs (``count`` / ``grade --dry-run`` with
+        ``--pilot``): their answers are the jobs', and a later ``grade`` reuses them."""
+        workloads = [Workload.of(path, self.s.spec) for path in paths]
+        prepared = [self._prepare(w, options) for w in workloads]
+        return self._run_pilots(prepared, options)
+
+    def _run_pilots(self, prepared: list[_Prepared], options: GradeOptions) -> list[PilotReport]:
         s = self.s
         rows = s.settings.run.pilot_rows
         pilots: list[tuple[_Prepared, ChunkRow]] = []
@@ -275,9 +280,13 @@ class Grader:
                 pilots.append((item, chunk))
         todo = [c for _, c in pilots if not c.status.finished]
         self._budget(prepared, options, chunks=todo)
-        reports: list[PilotReport] = []
-        for item, chunk in pilots:
-            reports.append(self._run_pilot(item, chunk))
+        return [self._run_pilot(item, chunk) for item, chunk in pilots]
+
+    def _pilot(self, prepared: list[_Prepared], options: GradeOptions) -> None:
+        """Send the pilot rows directly, show what they found, then reserve the rest at
+        the measured output size (or stop, exit 2, when too few answers parsed)."""
+        s = self.s
+        reports = self._run_pilots(prepared, options)
         failed = [r for r in reports if not r.passed]
         if failed:
             worst = min(failed, key=lambda r: r.parse_rate)

@@ -13,7 +13,7 @@ from rich.text import Text
 from batchgrader.config_report import ConfigReport, PathReport
 from batchgrader.execution.listing import JobDetail, JobList
 from batchgrader.execution.maintenance import CleanReport, ForgottenLimits
-from batchgrader.execution.pilot import PilotReport
+from batchgrader.execution.pilot import PilotedCount, PilotedDryRun, PilotReport
 from batchgrader.execution.session import RunReport
 from batchgrader.money.costs import CostReport, Usage
 from batchgrader.money.export import ExportResult
@@ -445,3 +445,11 @@ def pilot_table(report: PilotReport) -> Group:
         parts.append(Text("Failed answers:", style="bold"))
         parts.extend(Text(f"  {line}") for line in report.failed_answers)
     return Group(*parts)
+
+
+def piloted_count(report: PilotedCount) -> Group:
+    return Group(count_table(report), *(pilot_table(p) for p in report.pilot))
+
+
+def piloted_dry_run(report: PilotedDryRun) -> Group:
+    return Group(dry_run_table(report), *(pilot_table(p) for p in report.pilot))
