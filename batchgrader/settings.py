@@ -41,7 +41,6 @@ from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
-    PyprojectTomlConfigSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -416,12 +415,11 @@ def _layers(
 
 
 def _read_toml(path: Path, *, pyproject: bool = False) -> dict[str, Any]:
-    source: TomlConfigSettingsSource
     try:
-        if pyproject:
-            source = _BatchgraderPyproject(Settings, path)
-        else:
-            source = TomlConfigSettingsSource(Settings, toml_file=path)
+        source = TomlConfigSettingsSource(Settings, toml_file=path)
+        if pyproject:  # only [tool.batchgrader] of a project's pyproject.toml
+            table = source.toml_data.get("tool", {}).get("batchgrader", {})
+            return dict(table) if isinstance(table, dict) else {}
         return dict(source())
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
@@ -431,18 +429,6 @@ def _read_toml(path: Path, *, pyproject: bool = False) -> dict[str, Any]:
         ) from None
     except OSError as exc:
         raise ConfigError(f"Cannot read {path}: {exc.strerror}") from None
-
-
-class _BatchgraderPyproject(PyprojectTomlConfigSettingsSource):
-    """``[tool.batchgrader]`` of one ``pyproject.toml``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
-        self.toml_file_path = path
-        self.toml_table_header = ("tool", "batchgrader")
-        self.toml_data = self._read_files(path)
-        for key in self.toml_table_header:
-            self.toml_data = self.toml_data.get(key, {})
-        super(TomlConfigSettingsSource, self).__init__(settings_cls, self.toml_data)
 
 
 def _config_error(exc: ValidationError, layers: list[Layer]) -> ConfigError:

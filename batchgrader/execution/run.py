@@ -51,6 +51,8 @@ from batchgrader.planning.workload import Workload
 
 log = logging.getLogger(__name__)
 
+#: Jobs of more rows than this suggest a pilot (``--pilot``) before the batches.
+SUGGEST_PILOT_ABOVE = 1_000
 #: Row errors resubmitted automatically (up to ``run.max_retries_per_row`` times).
 AUTO_RETRIED = ("batch_expired",)
 
@@ -81,6 +83,12 @@ class Grader:
         if s.settings.run.pilot_rows:
             self._pilot(prepared, options)
         else:
+            new = sum(p.workload.source.rows for p in prepared if p.created)
+            if new > SUGGEST_PILOT_ABOVE:
+                s.say(
+                    f"Tip: {new:,} rows to grade. --pilot 50 checks the prompt on 50 of them "
+                    "first, in a minute, and re-estimates the cost from their answers."
+                )
             self._budget(prepared, options)
         report = RunReport(files=[])
         for item in prepared:
