@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from batchgrader.prompting.prompts import EXAMPLES, TEXT, Prompt
-from batchgrader.prompting.tokens import Counter
+from batchgrader.prompting.tokens import REPLY_PRIMING, TOKENS_PER_MESSAGE, Counter
 
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet")
 
@@ -87,6 +87,14 @@ def slow_messages(
     return [("system", prompt.system.render(values)), ("user", prompt.user.render(values))]
 
 
+def request_tokens(counter: Counter, messages: Sequence[tuple[str, str]]) -> int:
+    """Tokens of one request, counted the plain way (role, content) by message."""
+    return REPLY_PRIMING + sum(
+        TOKENS_PER_MESSAGE + counter.count(role) + counter.count(content)
+        for role, content in messages
+    )
+
+
 def is_blank(value: Any) -> bool:
     """True when a graded text is skipped (null, empty or whitespace only)."""
     return value is None or not str(value).strip()
@@ -96,7 +104,7 @@ def slow_count(path: Path, prompt: Prompt, text_column: str, counter: Counter) -
     """Rows, requests, skipped and input tokens of a file, one request at a time."""
     rows = read_rows(path)
     sent = [row for row in rows if not is_blank(row[text_column])]
-    tokens = [counter.request_tokens(slow_messages(prompt, row, text_column)) for row in sent]
+    tokens = [request_tokens(counter, slow_messages(prompt, row, text_column)) for row in sent]
     return {
         "rows": len(rows),
         "requests": len(sent),

@@ -17,8 +17,23 @@ from batchgrader.planning.chunking import (
     ChunkPlanner,
     Limits,
     forced_boundaries,
-    plan_chunks,
 )
+
+
+def plan_chunks(
+    tokens: Sequence[int],
+    nbytes: Sequence[int],
+    limits: Limits,
+    *,
+    force_chunk_count: int = 0,
+) -> list[Chunk]:
+    """Plan chunks for rows ``0..n-1`` with the given per-row tokens and line bytes
+    (the streaming planner fed whole lists)."""
+    n = len(tokens)
+    planner = ChunkPlanner(limits, forced_boundaries(n, force_chunk_count))
+    for row in range(n):
+        planner.add(row, tokens[row], nbytes[row])
+    return planner.finish(n)
 
 
 def assert_partition(chunks: Sequence[Chunk], n: int) -> None:

@@ -23,6 +23,7 @@ from tests.helpers import (
     is_blank,
     read_request_lines,
     read_rows,
+    request_tokens,
     slow_messages,
     write_prompt,
     write_table,
@@ -262,7 +263,7 @@ class TestPlanOutput:
         prompt = load_prompt("generic", None)
         counter = Counter.for_model("gpt-4.1-mini")
         assert plan["tokens"] == sum(
-            counter.request_tokens(slow_messages(prompt, row, "response"))
+            request_tokens(counter, slow_messages(prompt, row, "response"))
             for row in read_rows(path)
             if not is_blank(row["response"])
         )

@@ -12,7 +12,7 @@ from batchgrader.errors import TokenizerUnavailable
 from batchgrader.prompting import tokens
 from batchgrader.prompting.catalogue import lookup
 from batchgrader.prompting.tokens import Counter, encoding_name
-from tests.helpers import break_tokenizer
+from tests.helpers import break_tokenizer, request_tokens
 
 MESSAGES = [
     ("system", "You are an impartial judge.\nScore 1-5."),
@@ -75,21 +75,21 @@ class TestCounting:
             3 + len(enc.encode_ordinary(role)) + len(enc.encode_ordinary(content))
             for role, content in MESSAGES
         )
-        assert Counter.for_model(model).request_tokens(MESSAGES) == expected
+        assert request_tokens(Counter.for_model(model), MESSAGES) == expected
 
     def test_known_count(self) -> None:
         """A fixed two-message request has the known o200k_base count."""
         counter = Counter.for_model("gpt-4o")
         messages = [("system", "You are a helpful assistant."), ("user", "Hello!")]
         # 3 priming + (3 + 1 "system" + 6) + (3 + 1 "user" + 2)
-        assert counter.request_tokens(messages) == 19
+        assert request_tokens(counter, messages) == 19
 
     def test_overhead_plus_contents_is_request_tokens(self) -> None:
         """The per-file overhead plus each content's tokens equals the plain count."""
         counter = Counter.for_model("gpt-4.1-mini")
         overhead = counter.message_overhead([role for role, _ in MESSAGES])
         contents = sum(counter.count(content) for _, content in MESSAGES)
-        assert overhead + contents == counter.request_tokens(MESSAGES)
+        assert overhead + contents == request_tokens(counter, MESSAGES)
 
     def test_special_token_text_counts_as_text(self) -> None:
         """Text that spells a special token is counted as ordinary text, not rejected."""

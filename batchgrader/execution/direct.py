@@ -185,7 +185,6 @@ class _Chunk:
         self.in_flight = 0
         self.in_flight_worst = Decimal(0)
         self.spent_now = Decimal(0)
-        self.dropped = 0
         self.stop: BaseException | None = None
         self.started = time.monotonic()
         self.last_event = 0.0

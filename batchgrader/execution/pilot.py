@@ -17,7 +17,6 @@ import os
 import random
 from collections import Counter
 from decimal import Decimal
-from pathlib import Path
 
 import polars as pl
 from pydantic import BaseModel
@@ -208,10 +207,6 @@ def _estimate(
             total += cost(price, usage, tier=tier)
         figures.append(total)
     return PilotEstimate(expected_usd=figures[0], low_usd=figures[1], high_usd=figures[2])
-
-
-def pilot_path(files: JobFiles) -> Path:
-    return files.request_file(PILOT_FILE)
 
 
 class PilotedCount(CountReport):

@@ -14,7 +14,6 @@ class JobStatus(StrEnum):
     DONE = "done"  # every row has its result and the graded file is written
     FAILED = "failed"  # finished, but a chunk failed or halted: rows carry the error
     CANCELLED = "cancelled"  # stopped by ``jobs cancel``: nothing more is sent
-    REFUSED = "refused"  # stopped before anything was sent (budget): removed by clean
     SUPERSEDED = "superseded"  # replaced by a new job (``--force``)
 
     @property

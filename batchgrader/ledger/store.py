@@ -144,7 +144,7 @@ class Ledger:
 
     def job_by_fingerprint(self, fingerprint: str) -> JobRow | None:
         row = self.db.execute(
-            "SELECT * FROM jobs WHERE fingerprint = ? AND status NOT IN ('superseded', 'refused')"
+            "SELECT * FROM jobs WHERE fingerprint = ? AND status != 'superseded'"
             " ORDER BY created_at DESC, rowid DESC LIMIT 1",
             (fingerprint,),
         ).fetchone()
@@ -324,13 +324,6 @@ class Ledger:
         """Drop a committed estimate whose batch will never run (failed validation)."""
         self.db.execute(
             "DELETE FROM usage_events WHERE batch_id = ? AND committed = 1", (batch_id,)
-        )
-
-    def move_usage(self, old_id: str, new_id: str) -> None:
-        """Give a committed estimate (made before ``create``) its batch's id."""
-        self.db.execute(
-            "UPDATE usage_events SET batch_id = ? WHERE batch_id = ? AND committed = 1",
-            (new_id, old_id),
         )
 
     def usage_events(

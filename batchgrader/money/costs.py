@@ -24,7 +24,6 @@ from batchgrader.errors import UsageError
 from batchgrader.ledger.store import Ledger, UsageEvent
 
 GroupBy = Literal["model", "day", "file", "job"]
-GROUP_BY: tuple[GroupBy, ...] = ("model", "day", "file", "job")
 
 #: Units of a ``--since`` / ``--until`` duration, in the order they are documented.
 DURATION_UNITS: dict[str, timedelta] = {

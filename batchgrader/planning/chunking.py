@@ -6,13 +6,12 @@ tokens and, when set, at most ``split_row_limit`` rows and ``max_enqueued_tokens
 tokens. Whichever limit is reached first closes the chunk. Chunks are contiguous, in
 input order, non-empty, and together hold every row exactly once. The planner is
 greedy and streaming (``ChunkPlanner.add`` row by row), so ``grade`` plans and writes
-its chunk files in one pass; ``plan_chunks`` is the same over whole lists.
+its chunk files in one pass;
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from batchgrader.errors import PlanError
@@ -150,6 +149,11 @@ class ChunkPlanner:
             self.chunks[-1] = Chunk(
                 prev.index, prev.first_row, self._last, prev.requests, prev.tokens, prev.bytes
             )
+        asked = len(self.boundaries) + 1
+        if self.boundaries and len(self.chunks) > asked:
+            log.warning(
+                "%d chunks were asked for; the batch limits need %d.", asked, len(self.chunks)
+            )
         return self.chunks
 
     def _close(self) -> None:
@@ -174,23 +178,3 @@ def forced_boundaries(total_rows: int, force_chunk_count: int) -> frozenset[int]
     if force_chunk_count <= 1:
         return frozenset()
     return frozenset(k * total_rows // force_chunk_count for k in range(1, force_chunk_count))
-
-
-def plan_chunks(
-    tokens: Sequence[int],
-    nbytes: Sequence[int],
-    limits: Limits,
-    *,
-    force_chunk_count: int = 0,
-) -> list[Chunk]:
-    """Plan chunks for rows ``0..n-1`` with the given per-row tokens and line bytes."""
-    n = len(tokens)
-    planner = ChunkPlanner(limits, forced_boundaries(n, force_chunk_count))
-    for row in range(n):
-        planner.add(row, tokens[row], nbytes[row])
-    chunks = planner.finish(n)
-    if force_chunk_count > 1 and len(chunks) != min(force_chunk_count, n):
-        log.warning(
-            "%d chunks were asked for; the batch limits need %d.", force_chunk_count, len(chunks)
-        )
-    return chunks

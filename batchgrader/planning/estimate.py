@@ -19,6 +19,8 @@ from pydantic import BaseModel
 from batchgrader.money.pricing import Tier, Usage, cost
 from batchgrader.planning.spec import RequestSpec
 from batchgrader.planning.workload import RowBlock, Workload
+from batchgrader.prompting import rules
+from batchgrader.prompting.rules import expected_reasoning_tokens
 
 #: Tokens assumed per free-text field of the answer (reasoning, comments).
 TOKENS_PER_TEXT_FIELD = 60
@@ -72,7 +74,8 @@ def expected_output_tokens(spec: RequestSpec, override: int | None) -> int:
         return min(override, spec.options.max_tokens)
     counter = spec.counter
     if not spec.options.structured:
-        return min(counter.count(str(spec.prompt.scale.max)), spec.options.max_tokens)
+        plain = counter.count(str(spec.prompt.scale.max)) + _reasoning(spec)
+        return min(plain, spec.options.max_tokens)
     schema = spec.prompt.answer_schema()
     sample: dict[str, Any] = {}
     text_fields = 0
@@ -88,7 +91,13 @@ def expected_output_tokens(spec: RequestSpec, override: int | None) -> int:
         else:
             sample[name] = None
     tokens = counter.count(json.dumps(sample)) + text_fields * TOKENS_PER_TEXT_FIELD
-    return min(tokens, spec.options.max_tokens)
+    return min(tokens + _reasoning(spec), spec.options.max_tokens)
+
+
+def _reasoning(spec: RequestSpec) -> int:
+    """Reasoning tokens a reasoning model typically spends on one answer (they bill as
+    output)."""
+    return expected_reasoning_tokens(rules.of(spec.options.model), spec.options.reasoning_effort)
 
 
 class _Tally:

@@ -23,10 +23,6 @@ class AnswerMode(StrEnum):
         return self is not AnswerMode.TEXT
 
 
-#: Reasoning effort values a user may set (``none``: ask for no reasoning).
-REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-
-
 @dataclass(frozen=True)
 class RequestOptions:
     """The parts of every request body that do not depend on the row."""

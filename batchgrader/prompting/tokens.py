@@ -128,10 +128,3 @@ class Counter:
     def message_overhead(self, roles: Sequence[str]) -> int:
         """Tokens of a request apart from its message contents."""
         return REPLY_PRIMING + sum(TOKENS_PER_MESSAGE + self.count(role) for role in roles)
-
-    def request_tokens(self, messages: Sequence[tuple[str, str]]) -> int:
-        """Tokens of one request, counted the plain way (role, content) by message."""
-        return REPLY_PRIMING + sum(
-            TOKENS_PER_MESSAGE + self.count(role) + self.count(content)
-            for role, content in messages
-        )

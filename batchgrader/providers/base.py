@@ -290,8 +290,6 @@ class Provider(Protocol):
 
     name: str
     limits: BatchLimits
-    #: The endpoint a job records (the batch endpoint, or the Messages API).
-    default_endpoint: str
 
     def codec(
         self, options: RequestOptions, prompt: Prompt, *, max_usage: int | None = None
@@ -302,10 +300,6 @@ class Provider(Protocol):
     def batch_transport(self) -> BatchTransport: ...
 
     def direct_transport(self, *, timeout: float) -> DirectTransport: ...
-
-    def price_key(self, model: str) -> str:
-        """The model's name in the price table."""
-        ...
 
 
 def read_lines(path: Path) -> Iterator[bytes]:

@@ -12,7 +12,7 @@ from batchgrader.prompting.options import RequestOptions
 from batchgrader.prompting.prompts import Prompt
 from batchgrader.prompting.tokens import Counter
 from batchgrader.providers.base import BatchLimits
-from batchgrader.providers.openai.requests import CHAT, OpenAICodec
+from batchgrader.providers.openai.requests import OpenAICodec
 from batchgrader.settings import ApiSettings
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ class OpenAIProvider:
 
     name = "openai"
     limits = LIMITS
-    default_endpoint = CHAT
 
     def __init__(self, api: ApiSettings) -> None:
         self.api = api
@@ -55,6 +54,3 @@ class OpenAIProvider:
         from batchgrader.providers.openai.client import OpenAIDirect
 
         return OpenAIDirect(self.api, timeout=timeout)
-
-    def price_key(self, model: str) -> str:
-        return model

@@ -22,7 +22,6 @@ from batchgrader.providers.openai import results
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
-ENDPOINTS = (CHAT, RESPONSES)
 #: Joins a folded system message to the user message.
 FOLD = "\n\n"
 
