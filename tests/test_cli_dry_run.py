@@ -234,7 +234,7 @@ class TestPlanOutput:
         folder = Path(report["plans"][0]["folder"])
         assert folder.parent == Path("results")
         assert folder.name.startswith("dry-run-answers-")
-        assert [p.name for p in folder.iterdir()] == ["chunk-0000.jsonl"]
+        assert [p.name for p in folder.iterdir()] == ["chunk-0001.jsonl"]
         text = ok(bg("grade", path, "--dry-run"))
         assert "Request files in results" in text.stdout
         assert "Estimated cost" in text.stdout

@@ -401,7 +401,7 @@ class BatchExecutor:
             return
         files = JobFiles(self.settings, job.id)
         files.results.mkdir(parents=True, exist_ok=True, mode=0o700)
-        stem = f"chunk-{chunk.idx:04d}"
+        stem = f"chunk-{chunk.idx + 1:04d}"  # numbered from 1, as its request file
         try:
             paths = (
                 self._call(lambda: self.transport.download(info, files.results, stem), "download")

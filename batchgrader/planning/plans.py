@@ -62,7 +62,10 @@ class Plan(BaseModel):
 
 
 def chunk_file_name(index: int) -> str:
-    return f"chunk-{index:04d}.jsonl"
+    """The request file of the chunk at 0-based ``index``, numbered from 1 as the tables
+    and messages number chunks (jobs planned before kept their ``chunk-0000`` names: the
+    ledger records each chunk's file)."""
+    return f"chunk-{index + 1:04d}.jsonl"
 
 
 def write_plan(
