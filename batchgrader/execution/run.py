@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -61,7 +62,8 @@ class RunReport(BaseModel):
     """Every file of one ``grade`` run."""
 
     files: list[RunSummary]
-    today_cost: str | None = None
+    #: USD spent today (UTC) by every run sharing the ledger.
+    today_cost: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -405,8 +407,10 @@ class Grader:
         s.ledger.set_job(job.id, status=status, output_path=str(target.path))
         summary = summarise(job, chunks, tally, s.ledger, str(target.path), status, notes=notes)
         errors_log = target.path.with_name(target.path.name + ".errors.log")
-        if summary.errors:
-            errors_log.write_text("\n".join(summary.errors) + "\n", encoding="utf-8")
+        lines = [line for line in summary.errors if line.strip()]
+        if lines:  # one line per chunk error (docs/commands.md, "The error log")
+            errors_log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            summary.error_log = str(errors_log)
         else:
             errors_log.unlink(missing_ok=True)
             if not (failed or summary.failed):
