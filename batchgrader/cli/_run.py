@@ -57,6 +57,7 @@ def session(
             ledger,
             identity(settings),
             on_event=board.handle,
+            on_tick=board.tick,
             say=app.note,
             confirm=_confirm if _interactive() else None,
             on_first_request=lambda: app.note("[bold]Batch API: requests are being made.[/]"),

@@ -44,9 +44,14 @@ class ChunkEvent:
     #: Seconds since the batch was created at the provider (None: not created).
     waited: float | None = None
     mode: str = "batch"
+    #: Requests of the whole job (every chunk, sent yet or not; retries not counted
+    #: again), so the board's totals cover the whole file. 0: not known.
+    job_requests: int = 0
 
 
 EventSink = Callable[[ChunkEvent], None]
+#: Called once per poll round, whether or not anything changed (the board's heartbeat).
+TickSink = Callable[[], None]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from batchgrader.data.reading import scan_table
 from batchgrader.data.writing import sink_rows
 from batchgrader.errors import InputFileError, Interrupted, UsageError
 from batchgrader.execution.batch import BatchExecutor
-from batchgrader.execution.events import Clock, EventSink, Identity, SystemClock
+from batchgrader.execution.events import Clock, EventSink, Identity, SystemClock, TickSink
 from batchgrader.execution.identity import file_hash
 from batchgrader.execution.jobs import identity_of, new_job
 from batchgrader.execution.layout import JobFiles
@@ -98,6 +98,8 @@ class Session:
     confirm: Callable[[str], bool] | None
     locks: list[JobLock] = field(default_factory=list)
     running: list[str] = field(default_factory=list)
+    #: Called once per poll round (the board's heartbeat).
+    on_tick: TickSink = lambda: None
 
 
 @contextmanager
@@ -112,6 +114,7 @@ def open_session(
     confirm: Callable[[str], bool] | None,
     on_first_request: Callable[[], None] = lambda: None,
     clock: Clock | None = None,
+    on_tick: TickSink = lambda: None,
 ) -> Iterator[Session]:
     """A session; Ctrl-C becomes ``Interrupted`` (state saved, how to resume)."""
     clock = clock or SystemClock()
@@ -134,6 +137,7 @@ def open_session(
         on_event=on_event,
         say=say,
         confirm=confirm,
+        on_tick=on_tick,
     )
     try:
         yield session
@@ -354,6 +358,7 @@ class Grader:
             on_event=s.on_event,
             clock=s.clock,
             policy=s.policy,
+            on_tick=s.on_tick,
         )
         chunks = executor.run(job, detach=options.detach)
         for _ in range(0 if options.detach else s.settings.run.max_retries_per_row):
