@@ -48,11 +48,16 @@ def grade(
     fail_on_empty: FailOnEmptyOption = False,
     allow_unpriced: AllowUnpricedOption = False,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the graded file here.")
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write the graded file here."),
     ] = None,
     output_format: Annotated[
         str | None,
-        typer.Option("--output-format", help="Format of the graded file (default: the input's)."),
+        typer.Option(
+            "--output-format",
+            metavar="FORMAT",
+            help="Format of the graded file (default: the input's).",
+        ),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing graded file.")
