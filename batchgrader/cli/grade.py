@@ -151,6 +151,8 @@ def grade(
         raise UsageError("--output names one file, but several inputs were given.")
     with open_ledger(settings) as ledger, session(app, settings, spec, ledger) as opened:
         report = Grader(opened).grade(paths, options)
-    if detach and not json_output:
-        app.note(f"Detached. To collect: batchgrader jobs resume {report.files[-1].job_id}")
     finish(app, report, retry="batchgrader grade --retry-failed (same arguments)")
+    waiting = [s.job_id for s in report.files if s.status == "submitted"]
+    if detach and waiting:  # the last line: what to run later
+        resume = " && ".join(f"batchgrader jobs resume {job_id}" for job_id in waiting)
+        app.line(f"Detached. To collect the results, run: {resume}")
