@@ -203,12 +203,14 @@ class RunBoard:
         table = FitTable(
             title,
             caption=[caption],
-            shrink=("progress", "tokens", "cost", "failed", "batch", "waited", "file"),
+            # batch ids are dropped, not moved under the table: a board of many chunks
+            # would double its height (jobs show lists them).
+            shrink=("progress", "batch", "tokens", "cost", "failed", "waited", "file", "error"),
         )
         if several:
             table.column("file", "path")
         table.column("chunk", "num")
-        table.column("batch", "id")
+        table.column("batch")
         table.column("status")
         table.column("progress")
         table.column("done", "num")

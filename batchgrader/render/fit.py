@@ -99,14 +99,15 @@ class FitTable:
 
     # --- layout ---------------------------------------------------------------------
 
-    def _blank(self, index: int) -> bool:
+    def blank(self, index: int) -> bool:
+        """Whether a column holds only zeros, dashes or nothing."""
         return all(_plain(r.cells[index]).strip() in BLANK for r in self.rows)
 
     def steps(self) -> list[str]:
         """The shrink order with all-blank columns first."""
         names = [c.header for c in self.columns]
         listed = [h for h in self.shrink if h in names]
-        empty = [h for h in listed if self._blank(names.index(h))]
+        empty = [h for h in listed if self.blank(names.index(h))]
         return empty + [h for h in listed if h not in empty]
 
     def layout(self, width: int) -> _Layout:
@@ -217,6 +218,18 @@ class _Layout:
         kept = self.kept()
         return sum(self.column_width(i, c) for i, c in kept) + GAP * (len(kept) - 1)
 
+    def widths(self, width: int) -> dict[int, int]:
+        """Each kept column's width: what ``layout`` fitted, then wider where a header
+        would wrap, while the table stays within ``width``."""
+        kept = self.kept()
+        widths = {i: self.column_width(i, c) for i, c in kept}
+        spare = width - self.width()
+        for i, c in kept:
+            grow = min(max(0, cell_len(c.header) - widths[i]), max(0, spare))
+            widths[i] += grow
+            spare -= grow
+        return widths
+
     def render(self, width: int) -> Iterable[RenderableType]:
         table = Table(
             box=BOX,
@@ -227,23 +240,25 @@ class _Layout:
             expand=False,
         )
         kept = self.kept()
+        widths = self.widths(width)
         for i, c in kept:
             wraps = c.kind == "wrap"
             table.add_column(
-                c.header,
+                Text(c.header, no_wrap=False, overflow="fold"),  # a header may wrap at spaces
                 justify="right" if c.kind == "num" else "left",
                 style=c.style,
                 no_wrap=not wraps,
                 overflow="fold",
-                min_width=None if wraps else self.column_width(i, c),
+                width=None if wraps else widths[i],
             )
         for n, r in enumerate(self.table.rows):
             cells = [_renderable(self.cell(n, i)) for i, _ in kept]
             table.add_row(*cells, end_section=r.end_section)
         yield table
-        if self.dropped:
-            hidden = ", ".join(self.dropped)
-            yield Text(f"Not shown at {width} columns: {hidden}.", style="dim")
+        names = [c.header for c in self.table.columns]
+        hidden = [h for h in self.dropped if not self.table.blank(names.index(h))]
+        if hidden:  # an empty column is not worth a mention
+            yield Text(f"Not shown at {width} columns: {', '.join(hidden)}.", style="dim")
         for (row, index), n in sorted(self.moved.items(), key=lambda item: item[1]):
             value = _plain(self.table.rows[row].cells[index])
             yield Text(f"[{n}] {value}", no_wrap=True, overflow="ignore")

@@ -36,6 +36,8 @@ def money(value: Decimal | None) -> str:
     """Dollars for people, rounded by size (exact values are in --json)."""
     if value is None:
         return "unknown"
+    if value == 0:
+        return "$0.00"
     if value < Decimal("0.01"):
         return f"${value:.6f}"
     if value < 1:
