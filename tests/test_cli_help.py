@@ -28,6 +28,9 @@ COMMANDS = [
     ["jobs", "retry"],
     ["jobs", "cancel"],
     ["jobs", "clean"],
+    ["jobs", "adopt"],
+    ["jobs", "forget-limits"],
+    ["docs"],
 ]
 
 
