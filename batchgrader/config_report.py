@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +43,8 @@ def config_report(loaded: LoadedSettings) -> ConfigReport:
         shown: Any = value
         if isinstance(value, SecretStr):
             shown = mask(value.get_secret_value()) if value.get_secret_value() else None
-        elif value is not None and not isinstance(value, (bool, int, float, str, dict)):
-            shown = str(value)  # Path, Decimal: shown and serialised as text
+        elif value is not None and not isinstance(value, (bool, int, float, str, dict, Decimal)):
+            shown = str(value)  # a Path: shown and serialised as text (money stays a number)
         rows.append(
             SettingRow(
                 key=key,

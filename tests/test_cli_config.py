@@ -24,11 +24,7 @@ class TestConfigShow:
         monkeypatch.setenv("BATCHGRADER_RUN__MAX_SIMULTANEOUS_BATCHES", "3")
         result = bg("config", "show")
         assert result.exit_code == 0, result.output
-        lines = {
-            line.split("│")[1].strip(): line
-            for line in result.stdout.splitlines()
-            if line.count("│") >= 3
-        }
+        lines = {line.split()[0]: line for line in result.stdout.splitlines() if line.strip()}
         assert "gpt-4o" in lines["request.model"]
         assert "project file" in lines["request.model"]
         assert "env" in lines["run.max_simultaneous_batches"]

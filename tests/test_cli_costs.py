@@ -45,7 +45,7 @@ def ok(result: Result) -> Result:
 def costs_json(bg: Invoke, *args: object) -> dict[str, Any]:
     """``costs --json``: stdout is JSON alone."""
     result = ok(bg("costs", "--json", *args))
-    data: dict[str, Any] = json.loads(result.stdout)
+    data: dict[str, Any] = json.loads(result.stdout, parse_float=Decimal)  # money is exact
     return data
 
 
@@ -89,7 +89,7 @@ class TestEmpty:
         """--json gives the zero figures, for scripts."""
         data = costs_json(bg, "--by", "day")
         assert data["recorded_events"] == 0
-        assert data["windows"][0]["spent"]["cost_usd"] == "0"
+        assert data["windows"][0]["spent"]["cost_usd"] == 0
         assert data["groups"] == []
 
 
@@ -151,7 +151,7 @@ class TestAfterGrade:
             assert spent["output_tokens"] == usage["output"]
             assert spent["total_tokens"] == usage["total"]
             assert Decimal(spent["cost_usd"]) == hand_cost(usage)
-            assert isinstance(spent["cost_usd"], str)
+            assert isinstance(spent["cost_usd"], Decimal)  # a JSON number, digit for digit
             assert window["committed"]["batches"] == 0
         assert [g["key"] for g in data["groups"]] == [MODEL]
         files = costs_json(bg, "--by", "file")["groups"]

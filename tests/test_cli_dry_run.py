@@ -214,7 +214,7 @@ class TestRequestFiles:
         path = write_table(isolated_env / "answers.csv", ROWS)
         result = ok(bg("grade", path, "--dry-run"))
         assert "nothing is submitted" in result.stderr
-        assert "Request files in output" in result.stdout
+        assert "Request files in:\n  output/dry-run-answers-" in result.stdout
 
     def test_inputs_are_never_modified(self, bg: Bg, isolated_env: Path) -> None:
         """A dry run leaves every input byte for byte unchanged."""
@@ -235,9 +235,9 @@ class TestPlanOutput:
         folder = Path(report["plans"][0]["folder"])
         assert folder.parent == Path("results")
         assert folder.name.startswith("dry-run-answers-")
-        assert [p.name for p in folder.iterdir()] == ["chunk-0000.jsonl"]
+        assert [p.name for p in folder.iterdir()] == ["chunk-0001.jsonl"]
         text = ok(bg("grade", path, "--dry-run"))
-        assert "Request files in results" in text.stdout
+        assert "Request files in:\n  results/dry-run-answers-" in text.stdout
         assert "Estimated cost" in text.stdout
 
     def test_plan_json(self, bg: Bg, isolated_env: Path) -> None:
@@ -257,7 +257,8 @@ class TestPlanOutput:
         }
         (chunk,) = plan["chunks"]
         file = Path(plan["folder"]) / chunk["file"]
-        assert (chunk["first_row"], chunk["last_row"], chunk["requests"]) == (0, 5, 4)
+        assert (chunk["chunk"], chunk["first_row"], chunk["last_row"]) == (1, 1, 6)  # from 1
+        assert chunk["requests"] == 4
         assert chunk["bytes"] == file.stat().st_size
         assert chunk["tokens"] == plan["tokens"]
         prompt = load_prompt("generic", None)
@@ -318,7 +319,7 @@ class TestChunkFiles:
         files = chunk_files(folder)
         assert len(files) == len(plan["chunks"]) >= 3
         assert read_request_lines(folder) == whole
-        previous_last = -1
+        previous_last = 0  # rows are numbered from 1
         for chunk, file in zip(plan["chunks"], files, strict=True):
             assert file.name == chunk["file"]
             assert chunk["first_row"] == previous_last + 1
@@ -328,8 +329,8 @@ class TestChunkFiles:
             assert chunk["tokens"] <= 500
             assert chunk["bytes"] == file.stat().st_size
             ids = [json.loads(line)["custom_id"] for line in lines]
-            assert ids == [f"row-{r:06d}" for r in range(chunk["first_row"], chunk["last_row"] + 1)]
-        assert previous_last == len(MANY_ROWS) - 1
+            assert ids == [f"row-{r:06d}" for r in range(chunk["first_row"] - 1, chunk["last_row"])]
+        assert previous_last == len(MANY_ROWS)
         assert sum(c["tokens"] for c in plan["chunks"]) == plan["tokens"]
 
     @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ COMMANDS = [
     ["jobs", "adopt"],
     ["jobs", "forget-limits"],
     ["report"],
+    ["docs"],
 ]
 
 

@@ -183,7 +183,7 @@ class TestLimits:
         assert [p["rows"] for p in f["parts"]] == [12, 12]
         assert [p["requests"] for p in f["parts"]] == [10, 10]
         assert f["requests"] == 20
-        assert [(p["first_row"], p["last_row"]) for p in f["parts"]] == [(0, 11), (12, 23)]
+        assert [(p["first_row"], p["last_row"]) for p in f["parts"]] == [(1, 12), (13, 24)]
 
     def test_rows_and_tokens_together(self, bg: Bg, isolated_env: Path) -> None:
         """With both flags, whichever limit is reached first closes a part."""
@@ -220,7 +220,8 @@ class TestLimits:
         long_row = TEXTS.index("All work and no play. " * 30)
         assert f"Row {long_row + 1} needs" in result.stderr
         alone = [p for p in f["parts"] if p["tokens"] > 120]
-        assert [(p["first_row"], p["rows"]) for p in alone] == [(long_row, 1), (long_row + 12, 1)]
+        rows = [(long_row + 1, 1), (long_row + 13, 1)]  # numbered from 1
+        assert [(p["first_row"], p["rows"]) for p in alone] == rows
 
     @pytest.mark.parametrize("flag", ["--rows", "--tokens"])
     def test_limit_must_be_positive(self, bg: Bg, isolated_env: Path, flag: str) -> None:

@@ -279,10 +279,10 @@ def test_read_events_does_not_create_the_ledger(tmp_path: Path) -> None:
 
 def test_today_cost_counts_collected_batches_of_today(ledger: Ledger) -> None:
     """The grade summary's "spent today": collected batches since UTC midnight only."""
-    assert costs.today_cost(ledger, NOW) == "1.75"
+    assert costs.today_cost(ledger, NOW) == Decimal("1.75")
     assert costs.today_cost(ledger, NOW + timedelta(days=3)) is None
     other_zone = NOW.astimezone(timezone(timedelta(hours=-5)))
-    assert costs.today_cost(ledger, other_zone) == "1.75"
+    assert costs.today_cost(ledger, other_zone) == Decimal("1.75")
 
 
 class TestExport:

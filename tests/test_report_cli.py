@@ -119,7 +119,7 @@ def test_tokens_and_cost_come_from_the_ledger(
     assert usage["input_tokens"] == summary["input_tokens"]
     assert usage["output_tokens"] == summary["output_tokens"]
     assert isinstance(usage["cost"], float)
-    assert Decimal(str(usage["cost"])) == Decimal(summary["cost"])
+    assert Decimal(str(usage["cost"])) == Decimal(str(summary["cost"]))
     assert usage["answered"] == len(JUDGE)
     assert usage["per_row"]["input_tokens"] == pytest.approx(usage["input_tokens"] / len(JUDGE))
     assert usage["per_row"]["cost"] == pytest.approx(usage["cost"] / len(JUDGE))

@@ -184,6 +184,6 @@ class TestPlan:
         assert f.requests == 20
         assert all(p.tokens <= 200 for p in f.parts)
         ranges = [(p.first_row, p.last_row) for p in f.parts]
-        assert ranges[0][0] == 0 and ranges[-1][1] == 20
+        assert ranges[0][0] == 1 and ranges[-1][1] == 21  # rows numbered from 1
         assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(ranges))
         assert tree(isolated_env) == ["in.csv"]

@@ -10,10 +10,12 @@ import typer
 
 from batchgrader import __version__
 from batchgrader.cli._context import AppContext
-from batchgrader.cli._errors import BoundaryGroup
+from batchgrader.cli._errors import BoundaryGroup, handle_sigterm
+from batchgrader.cli._options import DebugOption, QuietOption, VerboseOption
 from batchgrader.cli.config import config_app
 from batchgrader.cli.costs import costs
 from batchgrader.cli.count import count
+from batchgrader.cli.docs import docs
 from batchgrader.cli.grade import grade
 from batchgrader.cli.jobs import jobs_app
 from batchgrader.cli.report import report
@@ -28,8 +30,9 @@ app = typer.Typer(
     rich_markup_mode="rich",
     help="Grade, score or classify big files of texts with an LLM judge "
     "through the OpenAI Batch API.",
-    epilog="Docs: docs/ in the repository. Exit codes: 0 ok, 1 rows or batches failed, "
-    "2 bad usage or input (nothing submitted), 130 interrupted.",
+    epilog="Docs: batchgrader docs (the list), batchgrader docs TOPIC (one). Exit codes: 0 ok, "
+    "1 rows or batches failed, 2 bad usage or input (nothing submitted), 130 interrupted "
+    "(Ctrl-C), 143 terminated (SIGTERM).",
 )
 app.command()(grade)
 app.command()(count)
@@ -38,6 +41,7 @@ app.command()(split)
 app.command()(report)
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
+app.command()(docs)
 
 
 def _version(value: bool) -> None:
@@ -51,25 +55,23 @@ def root(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="Read this settings file instead of ./batchgrader.toml."),
+        typer.Option(
+            "--config",
+            metavar="FILE",
+            help="Read this settings file instead of ./batchgrader.toml.",
+        ),
     ] = None,
-    verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="More log output (-vv: debug).")
-    ] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+    verbose: VerboseOption = 0,
+    quiet: QuietOption = False,
+    debug: DebugOption = False,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
     ] = False,
 ) -> None:
     """Grade, score or classify big files of texts with an LLM judge."""
-    del version
-    ctx.obj = AppContext(
-        config_file=config,
-        verbosity=-1 if quiet else verbose,
-        debug=debug,
-    )
+    del version, verbose, quiet, debug  # set on the AppContext by their callbacks
+    AppContext.of(ctx).config_file = config
 
 
 #: polars' streaming CSV reader reads a local file ahead in 32 MB pieces, several at a
@@ -82,4 +84,5 @@ CSV_READ_AHEAD = ("POLARS_CSV_CHUNK_SIZE", str(4 * 1024 * 1024))
 def main() -> None:
     """Console-script entry point."""
     os.environ.setdefault(*CSV_READ_AHEAD)
+    handle_sigterm()
     app()

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 from rich.console import Console, RenderableType
 
 from batchgrader import logs
+from batchgrader.cli import _json
 from batchgrader.settings import LoadedSettings, load_settings
 
 
@@ -24,7 +25,7 @@ class AppContext:
     verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose, 2 debug
     debug: bool = False
     json_mode: bool = False
-    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
+    out: Console = field(default_factory=Console)
     err: Console = field(default_factory=lambda: Console(stderr=True))
     log_file: Path | None = None
     secret: str | None = None  # the API key in force, kept out of every message
@@ -64,13 +65,26 @@ class AppContext:
         return logging.WARNING
 
     def emit(self, result: BaseModel, render: Callable[[Any], RenderableType]) -> None:
-        """Print a result: JSON on stdout in --json mode, else its rich rendering."""
+        """Print a result: JSON on stdout in --json mode (docs/json.md), else its rendering:
+        tables fitted to a terminal, or plain lines when stdout is not one."""
         if self.json_mode:
-            typer.echo(result.model_dump_json(indent=2))
+            typer.echo(_json.dumps(result))
         else:
-            self.out.print(render(result))
+            show(self.out, render(result))
+
+    def line(self, message: str) -> None:
+        """One plain line for people (stderr): no markup, never wrapped or cut (a command
+        to copy); silenced like ``note``."""
+        if self.verbosity >= 0 and not self.json_mode:
+            self.err.print(message, highlight=False, markup=False, soft_wrap=True)
 
     def note(self, message: str) -> None:
         """A message for people (stderr), silenced by --quiet and in --json mode."""
         if self.verbosity >= 0 and not self.json_mode:
             self.err.print(message, highlight=False)
+
+
+def show(console: Console, renderable: RenderableType) -> None:
+    """Print a rendering: wrapped to a terminal's width (ids and paths never cut; the
+    lines holding them are never cropped), unwrapped plain lines anywhere else."""
+    console.print(renderable, crop=False, soft_wrap=not console.is_terminal)

@@ -62,6 +62,7 @@ def session(
             ledger,
             identity(settings),
             on_event=board.handle,
+            on_tick=board.tick,
             say=app.note,
             confirm=_confirm if _interactive() else None,
             on_first_request=lambda: app.note("[bold]Requests are being made.[/]"),

@@ -66,9 +66,11 @@ def costs(
         bool, typer.Option("--overwrite", help="Replace an existing --export file.")
     ] = False,
 ) -> None:
-    """Tokens and dollars from the local ledger: all time, today, the last 7 days (or
-    --since/--until), by model, day, file or job. Collected (spent) and in-flight
-    (committed) usage are shown apart."""
+    """Tokens and dollars spent, from the local ledger.
+
+    All time, today, the last 7 days (or --since/--until),
+    by model, day, file or job; collected (spent) and
+    in-flight (committed) usage apart."""
     app = AppContext.of(ctx)
     app.json_mode = json_output
     if json_output and csv_output:

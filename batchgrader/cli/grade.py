@@ -52,11 +52,16 @@ def grade(
     fail_on_empty: FailOnEmptyOption = False,
     allow_unpriced: AllowUnpricedOption = False,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write the graded file here.")
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write the graded file here."),
     ] = None,
     output_format: Annotated[
         str | None,
-        typer.Option("--output-format", help="Format of the graded file (default: the input's)."),
+        typer.Option(
+            "--output-format",
+            metavar="FORMAT",
+            help="Format of the graded file (default: the input's).",
+        ),
     ] = None,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace an existing graded file.")
@@ -219,11 +224,13 @@ def grade(
         raise UsageError("--output names one file, but several inputs were given.")
     with open_ledger(settings) as ledger, session(app, settings, spec, ledger) as opened:
         report = Grader(opened).grade(paths, options)
-    if detach and not json_output:
-        app.note(f"Detached. To collect: batchgrader jobs resume {report.files[-1].job_id}")
     retry = "batchgrader grade --retry-failed (same arguments)"
     if labels is None:
         finish(app, report, retry=retry)
-        return
-    labelled = with_agreement(report, labels, options.output_format, spec.text_column)
-    finish(app, labelled, retry=retry, render=labelled_summary)
+    else:
+        labelled = with_agreement(report, labels, options.output_format, spec.text_column)
+        finish(app, labelled, retry=retry, render=labelled_summary)
+    waiting = [s.job_id for s in report.files if s.status == "submitted"]
+    if detach and waiting:  # the last line: what to run later
+        resume = " && ".join(f"batchgrader jobs resume {job_id}" for job_id in waiting)
+        app.line(f"Detached. To collect the results, run: {resume}")

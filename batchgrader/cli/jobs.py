@@ -30,7 +30,9 @@ from batchgrader.settings import Settings
 jobs_app = typer.Typer(
     no_args_is_help=True, help="List, inspect, resume, retry, cancel and clean up jobs."
 )
-JobId = Annotated[str, typer.Argument(help="Job id (from 'batchgrader jobs list').")]
+JobId = Annotated[
+    str, typer.Argument(metavar="JOB_ID", help="Job id (from 'batchgrader jobs list').")
+]
 NoWaitOption = Annotated[
     bool, typer.Option("--no-wait", help="Stop (exit 2) if another process is running this job.")
 ]
@@ -153,8 +155,13 @@ def clean(ctx: typer.Context, json_output: JsonOption = False) -> None:
 def adopt(
     ctx: typer.Context,
     job_id: JobId,
-    chunk: Annotated[int, typer.Option("--chunk", help="The chunk (1-based).", min=1)],
-    batch: Annotated[str, typer.Option("--batch", help="The provider batch id to adopt.")],
+    chunk: Annotated[
+        int, typer.Option("--chunk", metavar="N", help="The chunk (numbered from 1).", min=1)
+    ],
+    batch: Annotated[
+        str,
+        typer.Option("--batch", metavar="BATCH_ID", help="The provider batch id to adopt."),
+    ],
     json_output: JsonOption = False,
 ) -> None:
     """Adopt a batch as a chunk's, after a lost create answer left several candidates."""
@@ -177,7 +184,8 @@ def adopt(
 def forget(
     ctx: typer.Context,
     model: Annotated[
-        str | None, typer.Argument(help="Only this model's limit (default: every model).")
+        str | None,
+        typer.Argument(metavar="MODEL", help="Only this model's limit (default: every model)."),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:

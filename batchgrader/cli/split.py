@@ -31,13 +31,14 @@ def split(
     files: FilesArgument = None,
     rows: Annotated[
         int | None,
-        typer.Option("--rows", min=1, help="Most rows per part, blank ones included."),
+        typer.Option("--rows", min=1, metavar="N", help="Most rows per part, blank ones included."),
     ] = None,
     tokens: Annotated[
         int | None,
         typer.Option(
             "--tokens",
             min=1,
+            metavar="N",
             help="Most request tokens per part, counted as sent (as by count). With neither "
             "--rows nor --tokens: chunking.split_token_limit and split_row_limit.",
         ),
@@ -45,7 +46,9 @@ def split(
     out_dir: Annotated[
         Path | None,
         typer.Option(
-            "--out-dir", help="Folder for the parts (default: {stem}_parts/ beside each input)."
+            "--out-dir",
+            metavar="DIR",
+            help="Folder for the parts (default: {stem}_parts/ beside each input).",
         ),
     ] = None,
     overwrite: Annotated[

@@ -28,10 +28,18 @@ from batchgrader.errors import (
     ProviderError,
     TransientApiError,
 )
-from batchgrader.execution.events import ChunkEvent, Clock, EventSink, Identity, SystemClock
+from batchgrader.execution.events import (
+    ChunkEvent,
+    Clock,
+    EventSink,
+    Identity,
+    SystemClock,
+    TickSink,
+)
 from batchgrader.execution.layout import JobFiles
 from batchgrader.execution.results import ChunkResults, parse_result_files
 from batchgrader.execution.retrying import RetryPolicy
+from batchgrader.execution.summary import RETRY_PREFIX
 from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow, UsageEvent
 from batchgrader.ledger.store import Ledger
 from batchgrader.money.pricing import Tier, Usage, cost
@@ -87,6 +95,7 @@ class BatchExecutor:
         on_event: EventSink = lambda e: None,
         clock: Clock | None = None,
         policy: RetryPolicy | None = None,
+        on_tick: TickSink = lambda: None,
     ) -> None:
         self.transport = transport
         self.ledger = ledger
@@ -94,6 +103,7 @@ class BatchExecutor:
         self.spec = spec
         self.identity = identity
         self.on_event = on_event
+        self.on_tick = on_tick
         self.clock = clock or SystemClock()
         self.policy = policy or RetryPolicy(
             retries=settings.api.max_retries,
@@ -106,6 +116,7 @@ class BatchExecutor:
         self._redownloads: dict[int, int] = {}  # chunk -> downloads discarded as corrupt
         self._stuck: set[int] = set()  # chunks whose batch was cancelled as stuck
         self._cancel_asked: dict[int, float] = {}
+        self._job_requests = 0  # requests of the whole job, for the events' totals
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
         return self.policy.call(fn, what)
@@ -127,6 +138,10 @@ class BatchExecutor:
         run = self.settings.run
         interval = run.poll_interval_seconds
         last_seen: dict[int, tuple[str, int, int]] = {}
+        chunks = self.ledger.chunks(job.id)
+        self._job_requests = sum(
+            c.requests for c in chunks if not c.request_file.startswith(RETRY_PREFIX)
+        )
         while True:
             chunks = self._mine(job)
             self._halted = self._halted or (
@@ -153,6 +168,7 @@ class BatchExecutor:
                 if changed
                 else min(interval * 1.5, run.poll_max_interval_seconds)
             )
+            self.on_tick()
             self.clock.sleep(interval * random.uniform(0.9, 1.1))
 
     def _mine(self, job: JobRow) -> list[ChunkRow]:
@@ -413,7 +429,7 @@ class BatchExecutor:
             return
         files = JobFiles(self.settings, job.id)
         files.results.mkdir(parents=True, exist_ok=True, mode=0o700)
-        stem = f"chunk-{chunk.idx:04d}"
+        stem = files.result_stem(chunk.request_file)
         try:
             paths = (
                 self._call(lambda: self.transport.download(info, files.results, stem), "download")
@@ -686,6 +702,7 @@ class BatchExecutor:
             cost=cost,
             error=error,
             waited=waited,
+            job_requests=self._job_requests,
         )
         log.info("chunk %d/%d %s %s", chunk.idx + 1, n, status, error or batch_id or "")
         self.on_event(event)

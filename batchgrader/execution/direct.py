@@ -70,7 +70,7 @@ def direct_tier(spec: RequestSpec) -> Tier:
 
 
 def answers_file(files: JobFiles, chunk: ChunkRow) -> Path:
-    return files.results / f"chunk-{chunk.idx:04d}.direct.jsonl"
+    return files.results / f"{files.result_stem(chunk.request_file)}.direct.jsonl"
 
 
 def read_answers(path: Path) -> dict[str, dict[str, Any]]:
@@ -512,7 +512,7 @@ class DirectExecutor:
             row = row_of(cid)
             if row is not None:
                 results.add_answer(row, answer_of(record, self.spec), self.spec.prompt, mode)
-        result_file = files.results / f"chunk-{chunk.idx:04d}.parquet"
+        result_file = files.results / f"{files.result_stem(chunk.request_file)}.parquet"
         results.write(result_file)
         self.record_spend(state)
         error = None

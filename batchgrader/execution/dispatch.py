@@ -54,6 +54,7 @@ class Dispatch:
                 on_event=s.on_event,
                 clock=s.clock,
                 policy=s.policy,
+                on_tick=s.on_tick,
             )
             plan = self._deadline_plan(job)
             stop_when = None

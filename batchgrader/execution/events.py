@@ -48,9 +48,14 @@ class ChunkEvent:
     in_flight: int = 0
     rows_per_second: float | None = None
     tokens_per_second: float | None = None
+    #: Requests of the whole job (every chunk, sent yet or not; retries not counted
+    #: again), so the board's totals cover the whole file. 0: not known.
+    job_requests: int = 0
 
 
 EventSink = Callable[[ChunkEvent], None]
+#: Called once per poll round, whether or not anything changed (the board's heartbeat).
+TickSink = Callable[[], None]
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,12 @@ class JobFiles:
     def request_file(self, name: str) -> Path:
         return self.requests / name
 
+    @staticmethod
+    def result_stem(request_file: str) -> str:
+        """The name (without extension) of a chunk's result files: its request file's, so
+        every chunk's are unique (``chunk-0001``, ``retry-0005``, ``pilot``)."""
+        return Path(request_file).stem
+
     def request_rows(self, name: str) -> set[int]:
         """The input rows a chunk's request file holds (read back from its custom_ids)."""
         rows: set[int] = set()

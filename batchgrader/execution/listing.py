@@ -1,4 +1,5 @@
-"""Jobs as result models for ``jobs list`` and ``jobs show``."""
+"""Jobs as result models for ``jobs list`` and ``jobs show`` (docs/json.md: rows and chunks
+numbered from 1, money in USD as numbers, times in UTC, durations in seconds)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ class JobLine(BaseModel):
     chunks_done: int
     chunks: int
     rows: int
-    cost: str | None
-    age: str
+    cost: Decimal | None
+    created_at: datetime
+    age_seconds: int
     output: str | None
 
 
@@ -29,7 +31,8 @@ class JobList(BaseModel):
 
 class ChunkLine(BaseModel):
     chunk: int
-    rows: str
+    first_row: int
+    last_row: int
     requests: int
     tokens: int
     status: str
@@ -44,13 +47,9 @@ class JobDetail(BaseModel):
     chunks: list[ChunkLine]
 
 
-def _age(created_at: str) -> str:
-    delta = datetime.now(UTC) - datetime.fromisoformat(created_at)
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
+def _utc(stamp: str) -> datetime:
+    moment = datetime.fromisoformat(stamp)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _line(ledger: Ledger, job: JobRow) -> JobLine:
@@ -65,8 +64,9 @@ def _line(ledger: Ledger, job: JobRow) -> JobLine:
         chunks_done=sum(1 for c in chunks if c.status == "done"),
         chunks=len(chunks),
         rows=job.rows,
-        cost=str(sum(costs, Decimal(0))) if costs else None,
-        age=_age(job.created_at),
+        cost=sum(costs, Decimal(0)) if costs else None,
+        created_at=_utc(job.created_at),
+        age_seconds=max(0, int((datetime.now(UTC) - _utc(job.created_at)).total_seconds())),
         output=job.output_path,
     )
 
@@ -83,7 +83,8 @@ def job_detail(ledger: Ledger, job: JobRow) -> JobDetail:
         lines.append(
             ChunkLine(
                 chunk=c.idx + 1,
-                rows=f"{c.first_row + 1}-{c.last_row + 1}",
+                first_row=c.first_row + 1,
+                last_row=c.last_row + 1,
                 requests=c.requests,
                 tokens=c.tokens,
                 status=batch["status"] if batch and c.status == "submitted" else c.status,

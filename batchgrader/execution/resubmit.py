@@ -107,7 +107,7 @@ def add_retry_chunks(
     files.requests.mkdir(parents=True, exist_ok=True, mode=0o700)
     for offset, part in enumerate(parts):
         idx = len(chunks) + offset
-        name = f"{RETRY_PREFIX}{idx:04d}.jsonl"
+        name = f"{RETRY_PREFIX}{idx + 1:04d}.jsonl"  # numbered from 1, as the tables
         path = files.request_file(name)
         data = "".join(line for _, line in part).encode("utf-8")
         tmp = path.with_name(name + ".tmp")

@@ -438,8 +438,10 @@ class Grader:
         s.ledger.set_job(job.id, status=status, output_path=str(target.path))
         summary = summarise(job, chunks, tally, s.ledger, str(target.path), status, notes=notes)
         errors_log = target.path.with_name(target.path.name + ".errors.log")
-        if summary.errors:
-            errors_log.write_text("\n".join(summary.errors) + "\n", encoding="utf-8")
+        lines = [line for line in summary.errors if line.strip()]
+        if lines:  # one line per chunk error (docs/commands.md, "The error log")
+            errors_log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+            summary.error_log = str(errors_log)
         else:
             errors_log.unlink(missing_ok=True)
             if not (failed or summary.failed):

@@ -18,7 +18,7 @@ from batchgrader.data.formats import Format
 from batchgrader.errors import (
     Interrupted,
 )
-from batchgrader.execution.events import Clock, EventSink, Identity, SystemClock
+from batchgrader.execution.events import Clock, EventSink, Identity, SystemClock, TickSink
 from batchgrader.execution.locks import JobLock
 from batchgrader.execution.pilot import PilotReport
 from batchgrader.execution.resubmit import RetryScope
@@ -37,7 +37,8 @@ class RunReport(BaseModel):
     """Every file of one ``grade`` run."""
 
     files: list[RunSummary]
-    today_cost: str | None = None
+    #: USD spent today (UTC) by every run sharing the ledger.
+    today_cost: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ class Session:
     say: Callable[[str], None]
     #: Ask the user a yes/no question; None when there is no terminal to ask on.
     confirm: Callable[[str], bool] | None
+    #: Called once per poll round (the board's heartbeat).
+    on_tick: TickSink = lambda: None
     #: Show what a pilot found (before the rest is submitted).
     on_pilot: Callable[[PilotReport], None] = lambda report: None
     locks: list[JobLock] = field(default_factory=list)
@@ -90,6 +93,7 @@ def open_session(
     confirm: Callable[[str], bool] | None,
     on_first_request: Callable[[], None] = lambda: None,
     clock: Clock | None = None,
+    on_tick: TickSink = lambda: None,
 ) -> Iterator[Session]:
     """A session; Ctrl-C becomes ``Interrupted`` (state saved, how to resume)."""
     clock = clock or SystemClock()
@@ -112,6 +116,7 @@ def open_session(
         on_event=on_event,
         say=say,
         confirm=confirm,
+        on_tick=on_tick,
     )
     try:
         yield session

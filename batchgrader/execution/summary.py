@@ -40,8 +40,11 @@ class RunSummary(BaseModel):
     input_tokens: int = 0
     cached_tokens: int = 0
     output_tokens: int = 0
-    cost: str | None = None
+    #: USD of the collected batches (None: nothing priced was collected).
+    cost: Decimal | None = None
     errors: list[str] = []
+    #: The ``*.errors.log`` written beside the output (None: no errors, no file).
+    error_log: str | None = None
     #: Rows answered before (by this or another job) whose paid answers were reused.
     reused: int = 0
     notes: list[str] = []
@@ -146,7 +149,7 @@ def summarise(
         input_tokens=sum(e.input_tokens for e in events),
         cached_tokens=sum(e.cached_input_tokens for e in events),
         output_tokens=sum(e.output_tokens for e in events),
-        cost=str(total_cost) if events else None,
+        cost=total_cost if events else None,
         errors=errors,
         reused=reused,
         notes=notes or [],

@@ -361,10 +361,10 @@ def read_events(ledger_path: Path) -> list[UsageEvent]:
         ledger.close()
 
 
-def today_cost(ledger: Ledger, now: datetime | None = None) -> str | None:
+def today_cost(ledger: Ledger, now: datetime | None = None) -> Decimal | None:
     """Dollars spent today (UTC) by every run sharing ``ledger``: collected batches only,
     as ``costs`` shows them; None when nothing priced was collected today."""
     moment = as_utc(now) if now is not None else datetime.now(UTC)
     events = select(ledger.usage_events(), since=day_start(moment))
     spent = [e.cost for e in events if not e.committed and e.cost is not None]
-    return str(sum(spent, Decimal(0))) if spent else None
+    return sum(spent, Decimal(0)) if spent else None

@@ -62,7 +62,10 @@ class Plan(BaseModel):
 
 
 def chunk_file_name(index: int) -> str:
-    return f"chunk-{index:04d}.jsonl"
+    """The request file of the chunk at 0-based ``index``, numbered from 1 as the tables
+    and messages number chunks (jobs planned before kept their ``chunk-0000`` names: the
+    ledger records each chunk's file)."""
+    return f"chunk-{index + 1:04d}.jsonl"
 
 
 def write_plan(
@@ -145,12 +148,53 @@ def limits_for(
     )
 
 
+class PlannedChunk(BaseModel):
+    """A chunk of a dry run as reported: chunks and rows numbered from 1, as the table,
+    the request file names and every message number them."""
+
+    chunk: int
+    first_row: int
+    last_row: int
+    requests: int
+    tokens: int
+    bytes: int
+    file: str
+
+
+class PlannedFile(BaseModel):
+    """One input file's plan in a dry run."""
+
+    input: str
+    rows: int
+    requests: int
+    skipped: int
+    tokens: int
+    folder: str
+    chunks: list[PlannedChunk]
+
+    @classmethod
+    def of(cls, plan: Plan) -> PlannedFile:
+        chunks = [
+            PlannedChunk(
+                chunk=c.index + 1,
+                first_row=c.first_row + 1,
+                last_row=c.last_row + 1,
+                requests=c.requests,
+                tokens=c.tokens,
+                bytes=c.bytes,
+                file=c.file,
+            )
+            for c in plan.chunks
+        ]
+        return cls(**plan.model_dump(exclude={"chunks"}), chunks=chunks)
+
+
 class DryRun(BaseModel):
     """What ``grade --dry-run`` did: the plans and request files, and the estimate."""
 
     model: str
     endpoint: str
-    plans: list[Plan]
+    plans: list[PlannedFile]
     estimate: CostEstimate | None
     expected_output_tokens: int
 
@@ -184,7 +228,7 @@ def dry_run(paths: list[Path], spec: RequestSpec, settings: Settings) -> DryRun:
     return DryRun(
         model=spec.options.model,
         endpoint=spec.options.endpoint,
-        plans=plans,
+        plans=[PlannedFile.of(plan) for plan in plans],
         estimate=estimate,
         expected_output_tokens=expected,
     )

@@ -57,7 +57,7 @@ class PartSpec(BaseModel):
 
     part: int  # 1-based, as in the file name
     file: str
-    first_row: int  # 0-based input row, inclusive
+    first_row: int  # input rows numbered from 1, inclusive
     last_row: int
     rows: int
     requests: int
@@ -318,8 +318,8 @@ def _file_split(plan: _Plan, sizes: list[int] | None) -> FileSplit:
                 PartSpec(
                     part=i + 1,
                     file=str(target),
-                    first_row=chunk.first_row,
-                    last_row=chunk.last_row,
+                    first_row=chunk.first_row + 1,
+                    last_row=chunk.last_row + 1,
                     rows=len(chunk.rows),
                     requests=requests,
                     tokens=chunk.tokens,

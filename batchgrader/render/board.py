@@ -1,25 +1,36 @@
 """The run board: a live table of chunks on a terminal, plain lines elsewhere.
 
-It is fed ``ChunkEvent``s by the runner and knows nothing else about the run.
+It is fed ``ChunkEvent``s by the executors and ``tick()``s by their poll loops, and
+knows nothing else about the run. On a terminal the table is redrawn as it changes and
+fits the terminal's width (render/fit.py). Elsewhere (a pipe, CI), each state change is
+one line, and a long quiet wait prints a heartbeat line at most every
+``heartbeat_seconds`` (status, done/total, elapsed), so a log never stays silent for
+hours. Time comes from an injected clock.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from types import TracebackType
 
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, Group, RenderResult
 from rich.live import Live
-from rich.progress_bar import ProgressBar
-from rich.table import Table
 from rich.text import Text
 
 from batchgrader.execution.events import ChunkEvent
-from batchgrader.render.tables import money
+from batchgrader.render.fit import FitTable
+from batchgrader.render.tables import duration, money, name
 
 #: Statuses after which a chunk's clock stops.
-FINAL = frozenset({"completed", "failed", "expired", "cancelled", "halted"})
+FINAL = frozenset({"completed", "ended", "failed", "expired", "cancelled", "halted", "stuck"})
+#: Seconds of silence after which a board without a terminal prints a heartbeat.
+HEARTBEAT_SECONDS = 180.0
+#: Width of a chunk's progress bar on the live board.
+BAR = 12
 
 STATUS_STYLE = {
     "validating": "cyan",
@@ -35,23 +46,42 @@ STATUS_STYLE = {
 }
 
 
-class RunBoard:
-    """Live chunk table (TTY) or one log line per state change (pipes, CI)."""
+@dataclass
+class _Chunk:
+    event: ChunkEvent
+    #: Board-clock time the batch was created at the provider (None: not created).
+    created: float | None
+    #: Board-clock time the chunk reached a final status (its clock stops there).
+    ended: float | None
 
-    def __init__(self, console: Console, *, quiet: bool = False) -> None:
+
+class RunBoard:
+    """Live chunk table (terminal) or one log line per state change (pipes, CI)."""
+
+    def __init__(
+        self,
+        console: Console,
+        *,
+        quiet: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+        heartbeat_seconds: float = HEARTBEAT_SECONDS,
+    ) -> None:
         self.console = console
         self.quiet = quiet
+        self.clock = clock
+        self.heartbeat_seconds = heartbeat_seconds
         self.live_mode = console.is_terminal and not quiet
-        self._rows: dict[tuple[str, int], ChunkEvent] = {}
-        self._started: dict[tuple[str, int], float] = {}
-        self._ended: dict[tuple[str, int], float] = {}
+        self._chunks: dict[tuple[str, int], _Chunk] = {}
+        self._jobs: dict[str, int] = {}  # file -> requests of the whole job
+        self._first_seen: dict[str, float] = {}
+        self._last_line = clock()
         self._live: Live | None = None
 
     def __enter__(self) -> RunBoard:
         return self  # the live table starts with the first event (after any question)
 
     def _start(self) -> None:
-        self._live = Live(self._table(), console=self.console, refresh_per_second=4)
+        self._live = Live(_View(self), console=self.console, refresh_per_second=4)
         self._live.__enter__()
 
     def __exit__(
@@ -61,83 +91,163 @@ class RunBoard:
         tb: TracebackType | None,
     ) -> None:
         if self._live is not None:
-            self._live.update(self._table())
+            self._live.refresh()
             self._live.__exit__(exc_type, exc, tb)
             self._live = None
 
+    # --- input ----------------------------------------------------------------------
+
     def handle(self, event: ChunkEvent) -> None:
+        """Take one chunk event: redraw the table, or print a line if the state changed."""
+        now = self.clock()
         key = (event.file, event.chunk)
-        previous = self._rows.get(key)
-        self._started.setdefault(key, time.monotonic())
+        previous = self._chunks.get(key)
+        self._first_seen.setdefault(event.file, now)
+        if event.job_requests:
+            self._jobs[event.file] = event.job_requests
+        created = previous.created if previous else None
+        if event.waited is not None:
+            created = now - event.waited
+        elif created is None and event.batch_id:
+            created = now
+        ended = None
         if event.status in FINAL:
-            self._ended.setdefault(key, time.monotonic())
-        else:
-            self._ended.pop(key, None)
-        self._rows[key] = event
+            ended = previous.ended if previous and previous.ended is not None else now
+        self._chunks[key] = _Chunk(event, created, ended)
         if self.live_mode and self._live is None:
             self._start()
         if self._live is not None:
-            self._live.update(self._table())
+            self._live.refresh()
         elif self.quiet:
             return
-        elif previous is None or previous.status != event.status or event.error:
-            self.console.print(self._line(event), highlight=False, soft_wrap=True)
+        elif previous is None or previous.event.status != event.status or event.error:
+            self._print(self.line(event))
 
-    def _line(self, e: ChunkEvent) -> str:
-        parts = [f"{_name(e.file)} chunk {e.chunk + 1}/{e.chunks}", e.status]
+    def tick(self) -> None:
+        """A poll round ended: without a terminal, print a heartbeat after long silence."""
+        if self._live is not None:
+            self._live.refresh()
+            return
+        if self.quiet or self.live_mode:
+            return
+        if self.clock() - self._last_line < self.heartbeat_seconds:
+            return
+        for file in self._first_seen:
+            line = self.heartbeat(file)
+            if line is not None:
+                self._print(line)
+        self._last_line = self.clock()
+
+    def _print(self, line: str) -> None:
+        self.console.print(line, highlight=False, markup=False, soft_wrap=True)
+        self._last_line = self.clock()
+
+    # --- what is shown --------------------------------------------------------------
+
+    def line(self, e: ChunkEvent) -> str:
+        """One chunk's state change as a plain line."""
+        parts = [f"{name(e.file)} chunk {e.chunk + 1}/{e.chunks}", e.status]
         if e.batch_id:
             parts.append(e.batch_id)
         if e.total:
-            parts.append(f"{e.completed}/{e.total} done, {e.failed} failed")
+            parts.append(f"{e.completed:,}/{e.total:,} done, {e.failed:,} failed")
         if e.cost is not None:
             parts.append(money(Decimal(e.cost)))
         if e.error:
             parts.append(e.error)
         return " | ".join(parts)
 
-    def _table(self) -> Table:
-        events = list(self._rows.values())
+    def heartbeat(self, file: str) -> str | None:
+        """``answers.csv: still waiting: 2 in_progress, 1 validating | 1,200/5,000 done,
+        0 failed | 2h03m elapsed``; None once every chunk of the file is final."""
+        chunks = [c for (f, _), c in list(self._chunks.items()) if f == file]
+        running = Counter(c.event.status for c in chunks if c.ended is None)
+        if not running:
+            return None
+        done, failed, total = self._totals([c.event for c in chunks], file)
+        statuses = ", ".join(f"{n} {status}" for status, n in running.most_common())
+        elapsed = duration(self.clock() - self._first_seen[file])
+        return (
+            f"{name(file)}: still waiting: {statuses} | {done:,}/{total:,} done, "
+            f"{failed:,} failed | {elapsed} elapsed"
+        )
+
+    def _totals(self, events: list[ChunkEvent], file: str | None = None) -> tuple[int, int, int]:
         done = sum(e.completed for e in events)
         failed = sum(e.failed for e in events)
-        total = sum(e.total for e in events)
+        files = [file] if file is not None else list(self._first_seen)  # a snapshot
+        total = 0
+        for f in files:
+            seen = sum(e.total for e in events if e.file == f)
+            total += max(self._jobs.get(f, 0), seen)
+        return done, failed, total
+
+    def waited(self, chunk: _Chunk) -> str:
+        if chunk.created is None:
+            return "-"
+        return duration((chunk.ended or self.clock()) - chunk.created)
+
+    def table(self) -> FitTable:
+        """The live table as it stands (its caption: the totals of the whole files)."""
+        chunks = list(self._chunks.values())  # a snapshot: Live redraws from its own thread
+        events = [c.event for c in chunks]
+        done, failed, total = self._totals(events)
         spent = sum((Decimal(e.cost) for e in events if e.cost is not None), Decimal(0))
-        table = Table(
-            title="Batches",
-            title_justify="left",
-            expand=False,
-            caption=f"{done:,} of {total:,} requests done, {failed:,} failed; "
+        files = list(self._first_seen)
+        several = len(files) > 1
+        title = "Batches" + ("" if several or not files else f": {name(files[0])}")
+        caption = Text(
+            f"{done:,} of {total:,} requests done, {failed:,} failed; "
             f"collected so far {money(spent)}",
-            caption_justify="left",
         )
-        for name in (
-            "file",
-            "chunk",
-            "batch",
-            "status",
-            "progress",
-            "done/failed/total",
-            "elapsed",
-            "tokens",
-            "cost",
-            "error",
-        ):
-            table.add_column(name, no_wrap=name != "error", overflow="fold")
-        for key, e in self._rows.items():
-            total = e.total or 1
-            table.add_row(
-                _name(e.file),
+        table = FitTable(
+            title,
+            caption=[caption],
+            # batch ids are dropped, not moved under the table: a board of many chunks
+            # would double its height (jobs show lists them).
+            shrink=("progress", "batch", "tokens", "cost", "failed", "waited", "file", "error"),
+        )
+        if several:
+            table.column("file", "path")
+        table.column("chunk", "num")
+        table.column("batch")
+        table.column("status")
+        table.column("progress")
+        table.column("done", "num")
+        table.column("failed", "num")
+        table.column("waited", "num")
+        table.column("tokens", "num")
+        table.column("cost", "num")
+        table.column("error", "wrap", style="red")
+        for chunk in chunks:
+            e = chunk.event
+            cells = [name(e.file)] if several else []
+            table.row(
+                *cells,
                 f"{e.chunk + 1}/{e.chunks}",
                 e.batch_id or "-",
                 Text(e.status, style=STATUS_STYLE.get(e.status, "")),
-                ProgressBar(total=total, completed=e.completed + e.failed, width=16),
-                f"{e.completed}/{e.failed}/{e.total}",
-                f"{self._ended.get(key, time.monotonic()) - self._started[key]:.0f}s",
+                _bar(e.completed + e.failed, e.total),
+                f"{e.completed:,}/{e.total:,}",
+                f"{e.failed:,}",
+                self.waited(chunk),
                 f"{e.tokens:,}" if e.tokens else "-",
                 money(Decimal(e.cost)) if e.cost is not None else "-",
-                Text(e.error or "", style="red"),
+                e.error or "",
             )
         return table
 
 
-def _name(path: str) -> str:
-    return path.rsplit("/", 1)[-1]
+def _bar(done: int, total: int) -> Text:
+    filled = round(BAR * done / total) if total else 0
+    return Text.assemble(("━" * filled, "green"), ("━" * (BAR - filled), "grey30"))
+
+
+class _View:
+    """The board's live renderable: rebuilt at each refresh, so its clocks move."""
+
+    def __init__(self, board: RunBoard) -> None:
+        self.board = board
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Group(self.board.table())

@@ -1,4 +1,9 @@
-"""Pure renderers: a result model in, a rich renderable out."""
+"""Pure renderers: a result model in, a rich renderable out.
+
+Every table is a ``FitTable`` (render/fit.py): on a terminal it fits the width (its
+``shrink`` order says what gives way first; numbers, ids and paths are never cut), and
+elsewhere it prints as plain aligned lines. Long paths are printed on their own line.
+"""
 
 from __future__ import annotations
 
@@ -15,49 +20,76 @@ from batchgrader.execution.listing import JobDetail, JobList
 from batchgrader.execution.maintenance import CleanReport, ForgottenLimits
 from batchgrader.execution.pilot import PilotedCount, PilotedDryRun, PilotReport
 from batchgrader.execution.session import RunReport
+from batchgrader.execution.summary import RunSummary
 from batchgrader.money.costs import CostReport, Usage
 from batchgrader.money.export import ExportResult
 from batchgrader.planning.estimate import CountReport
 from batchgrader.planning.plans import DryRun
 from batchgrader.planning.splitting import SplitReport
+from batchgrader.render.fit import FitTable, Kind, Long, soft
 
 
-def settings_table(report: ConfigReport) -> Table:
-    table = Table(title="Effective settings", title_justify="left")
-    table.add_column("setting", style="bold", no_wrap=True)
-    table.add_column("value", overflow="fold")
-    table.add_column("source", overflow="fold")
-    for row in report.settings:
-        value = (
-            "-"
-            if row.value is None
-            else (json.dumps(row.value) if isinstance(row.value, dict) else str(row.value))
-        )
-        source = row.source if row.source_detail is None else f"{row.source} ({row.source_detail})"
-        style = "dim" if row.source == "default" else "green"
-        table.add_row(row.key, Text(value), Text(source, style=style))
-    return table
-
-
-def paths_table(report: PathReport) -> Table:
-    table = Table(title="Files and folders", title_justify="left")
-    table.add_column("what", style="bold", no_wrap=True)
-    table.add_column("path", overflow="fold")
-    table.add_column("exists")
-    for row in report.paths:
-        table.add_row(Text(row.name), Text(str(row.path)), "yes" if row.exists else "no")
-    return table
+def name(path: str) -> str:
+    """The file name of a path (what a table shows; the full path is printed apart)."""
+    return PurePath(path).name or path
 
 
 def money(value: Decimal | None) -> str:
     """Dollars for people, rounded by size (exact values are in --json)."""
     if value is None:
         return "unknown"
+    if value == 0:
+        return "$0.00"
     if value < Decimal("0.01"):
         return f"${value:.6f}"
     if value < 1:
         return f"${value:.4f}"
     return f"${value:,.2f}"
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``12m05s``, ``3h07m``, ``2d04h``: the two largest units."""
+    s = max(0, int(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600:02d}h"
+
+
+# --- config -----------------------------------------------------------------------------
+
+
+def settings_table(report: ConfigReport) -> FitTable:
+    table = FitTable("Effective settings", shrink=("source", "value"))
+    table.column("setting", style="bold")
+    table.column("value", "id")
+    table.column("source", "path")
+    for row in report.settings:
+        value = (
+            "-"
+            if row.value is None
+            else (json.dumps(row.value) if isinstance(row.value, dict) else str(row.value))
+        )
+        style = "dim" if row.source == "default" else "green"
+        source = row.source if row.source_detail is None else f"{row.source} ({row.source_detail})"
+        table.row(row.key, Long(value), Long(source, short=row.source, style=style))
+    return table
+
+
+def paths_table(report: PathReport) -> FitTable:
+    table = FitTable("Files and folders", shrink=("path",))
+    table.column("what", style="bold")
+    table.column("exists")
+    table.column("path", "path")
+    for row in report.paths:
+        table.row(row.name, "yes" if row.exists else "no", str(row.path))
+    return table
+
+
+# --- count and dry run ------------------------------------------------------------------
 
 
 def count_table(report: CountReport) -> Group:
@@ -77,43 +109,43 @@ def count_table(report: CountReport) -> Group:
         window,
     )
     files = list(report.files) + ([report.total] if report.total else [])
-    tokens = Table(title="Tokens (exact, as sent)", title_justify="left")
-    tokens.add_column("file", overflow="fold", min_width=12)
-    for name in (
-        "rows",
-        "skipped",
-        "requests",
-        "input tokens",
-        "mean",
-        "max (row)",
-        "over context",
-    ):
-        tokens.add_column(name, justify="right")
-    costs = Table(
-        title="Cost estimate (Batch API; synchronous beside)",
-        title_justify="left",
-        caption="input: exact; expected: typical answer size; worst: max_tokens_per_response",
-        caption_justify="left",
+    tokens = FitTable(
+        "Tokens (exact, as sent)",
+        shrink=("mean", "skipped", "file", "requests", "max (row)", "over context"),
     )
-    costs.add_column("file", overflow="fold", min_width=12)
-    for name in ("input", "expected", "worst", "sync expected"):
-        costs.add_column(name, justify="right")
+    tokens.column("file", "path")
+    for title in ("rows", "skipped", "requests", "input tokens", "mean", "max (row)"):
+        tokens.column(title, "num")
+    tokens.column("over context", "num", style="red")
+    costs = FitTable(
+        "Cost estimate (Batch API; synchronous beside)",
+        caption=[
+            Text(
+                "input: exact; expected: typical answer size; worst: max_tokens_per_response",
+                style="dim",
+            )
+        ],
+        shrink=("sync expected", "file", "input"),
+    )
+    costs.column("file", "path")
+    for title in ("input", "expected", "worst", "sync expected"):
+        costs.column(title, "num")
     for f in files:
         last = report.total is not None and f is report.files[-1]
-        tokens.add_row(
-            Text(f.path),
+        tokens.row(
+            f.path,
             f"{f.rows:,}",
             f"{f.skipped:,}",
             f"{f.requests:,}",
             f"{f.input_tokens:,}",
             f"{f.mean_tokens:,.1f}",
-            f"{f.max_tokens:,}" + (f" ({f.max_row})" if f.max_row else ""),
-            Text(f"{f.over_context:,}", style="red" if f.over_context else ""),
+            f"{f.max_tokens:,}" + (f" ({f.max_row:,})" if f.max_row else ""),
+            f"{f.over_context:,}",
             end_section=last,
         )
         c = f.cost
-        costs.add_row(
-            Text(f.path),
+        costs.row(
+            f.path,
             money(c.input if c else None),
             money(c.total_expected if c else None),
             money(c.total_worst if c else None),
@@ -126,19 +158,21 @@ def count_table(report: CountReport) -> Group:
 def dry_run_table(report: DryRun) -> Group:
     parts: list[RenderableType] = []
     for plan in report.plans:
-        table = Table(
-            title=f"{plan.input}: {plan.rows:,} rows, {plan.requests:,} requests, "
+        table = FitTable(
+            f"{plan.input}: {plan.rows:,} rows, {plan.requests:,} requests, "
             f"{plan.skipped:,} skipped, {plan.tokens:,} input tokens",
-            title_justify="left",
-            caption=f"Request files in {plan.folder}",
-            caption_justify="left",
+            caption=[Text("Request files in:"), soft(f"  {plan.folder}")],
+            shrink=("bytes", "file", "requests"),
         )
-        for name in ("chunk", "rows", "requests", "tokens", "bytes", "file"):
-            table.add_column(name, justify="left" if name in ("rows", "file") else "right")
+        table.column("chunk", "num")
+        table.column("rows")
+        for title in ("requests", "tokens", "bytes"):
+            table.column(title, "num")
+        table.column("file")
         for c in plan.chunks:
-            table.add_row(
-                str(c.index + 1),
-                f"{c.first_row + 1:,}-{c.last_row + 1:,}",
+            table.row(
+                str(c.chunk),
+                f"{c.first_row:,}-{c.last_row:,}",
                 f"{c.requests:,}",
                 f"{c.tokens:,}",
                 f"{c.bytes:,}",
@@ -157,121 +191,143 @@ def dry_run_table(report: DryRun) -> Group:
     return Group(*parts)
 
 
+# --- the run's summary ------------------------------------------------------------------
+
+_STATUS_STYLE = {"done": "green", "submitted": "yellow"}
+
+
 def summary_table(summaries: RunReport) -> Group:
-    parts: list[RenderableType] = []
-    table = Table(title="Run summary", title_justify="left")
-    for name in (
-        "file",
-        "status",
-        "chunks",
-        "graded",
-        "failed",
-        "skipped",
-        "invalid",
-        "input tok",
-        "cached",
-        "output tok",
-        "cost",
-        "output",
-    ):
-        table.add_column(name, overflow="fold")
+    """Rows, then tokens and dollars, per file; each output path on its own line."""
+    rows = FitTable("Run summary", shrink=("invalid", "skipped", "chunks", "file"))
+    rows.column("file", "path")
+    rows.column("status")
+    rows.column("chunks", "num")
+    for title in ("graded", "failed", "skipped", "invalid"):
+        rows.column(title, "num")
+    usage = FitTable("Tokens and cost", shrink=("cached", "file"))
+    usage.column("file", "path")
+    for title in ("input tokens", "cached", "output tokens", "cost"):
+        usage.column(title, "num")
     for s in summaries.files:
-        style = "green" if s.status == "done" else ("yellow" if s.status == "submitted" else "red")
-        table.add_row(
-            Text(s.input.rsplit("/", 1)[-1]),
+        style = _STATUS_STYLE.get(s.status, "red")
+        rows.row(
+            name(s.input),
             Text(s.status, style=style),
             f"{s.chunks - s.chunks_failed}/{s.chunks}",
             f"{s.graded:,}",
             f"{s.failed:,}",
             f"{s.skipped:,}",
             f"{s.invalid_answers:,}",
+        )
+        usage.row(
+            name(s.input),
             f"{s.input_tokens:,}",
             f"{s.cached_tokens:,}",
             f"{s.output_tokens:,}",
-            money(Decimal(s.cost)) if s.cost is not None else "-",
-            Text(s.output or f"job {s.job_id}"),
+            money(s.cost) if s.cost is not None else "-",
         )
-    parts.append(table)
+    parts: list[RenderableType] = [rows, usage]
     for s in summaries.files:
-        if s.score_counts:
-            top = max(s.score_counts.values())
-            dist = Table(
-                title=f"Scores: {s.input.rsplit('/', 1)[-1]}",
-                title_justify="left",
-                show_header=False,
-                box=None,
-            )
-            for score, n in s.score_counts.items():
-                bar = "█" * max(1, round(30 * n / top))
-                dist.add_row(score, Text(bar, style="cyan"), f"{n:,}")
-            if s.invalid_answers:
-                dist.add_row("invalid", "", f"{s.invalid_answers:,}")
-            parts.append(dist)
-        for error in s.errors[:5]:
-            parts.append(Text(f"  {error}", style="red"))
-        for note in s.notes:
-            parts.append(Text(f"  {note}"))
+        parts.extend(_file_notes(s, several=len(summaries.files) > 1))
     if summaries.today_cost is not None:
-        parts.append(
-            Text(f"Spent today (all runs): {money(Decimal(summaries.today_cost))}", style="dim")
-        )
+        parts.append(Text(f"Spent today (all runs): {money(summaries.today_cost)}", style="dim"))
     return Group(*parts)
+
+
+def _file_notes(s: RunSummary, *, several: bool) -> list[RenderableType]:
+    """A file's output path, score distribution, first errors and error log."""
+    parts: list[RenderableType] = []
+    of = f" of {name(s.input)}" if several else ""
+    if s.output:
+        parts += [Text(f"Graded file{of}:"), soft(f"  {s.output}", "bold")]
+    else:
+        parts.append(Text(f"Job{of}: {s.job_id}"))
+    if s.score_counts:
+        top = max(s.score_counts.values())
+        dist = FitTable(f"Scores{of}")
+        dist.column("score")
+        dist.column("rows", "num")
+        dist.column("")
+        for score, n in s.score_counts.items():
+            dist.row(score, f"{n:,}", Text("█" * max(1, round(30 * n / top)), style="cyan"))
+        if s.invalid_answers:
+            dist.row("invalid", f"{s.invalid_answers:,}", "")
+        parts.append(dist)
+    parts.extend(Text(f"  {error}", style="red") for error in s.errors[:5])
+    if s.error_log:
+        parts += [Text("Every chunk error is in:"), soft(f"  {s.error_log}")]
+    parts.extend(Text(f"  {note}") for note in s.notes)
+    return parts
+
+
+# --- jobs -------------------------------------------------------------------------------
 
 
 def jobs_table(report: JobList) -> RenderableType:
     if not report.jobs:
         return Text("No jobs. (--all includes finished ones.)")
-    table = Table(title="Jobs", title_justify="left")
-    for name in ("id", "file", "model", "status", "chunks", "rows", "cost", "age"):
-        table.add_column(name, overflow="fold")
+    table = FitTable("Jobs", shrink=("age", "model", "chunks", "cost", "file", "id"))
+    table.column("id", "id")
+    table.column("file", "path")
+    table.column("model")
+    table.column("status")
+    table.column("chunks", "num")
+    table.column("rows", "num")
+    table.column("cost", "num")
+    table.column("age", "num")
     for j in report.jobs:
-        table.add_row(
+        table.row(
             j.id,
-            Text(j.file.rsplit("/", 1)[-1]),
+            name(j.file),
             j.model,
             j.status,
             f"{j.chunks_done}/{j.chunks}",
             f"{j.rows:,}",
-            money(Decimal(j.cost)) if j.cost else "-",
-            j.age,
+            money(j.cost) if j.cost is not None else "-",
+            duration(j.age_seconds),
         )
     return table
 
 
 def job_detail_table(report: JobDetail) -> RenderableType:
     j = report.job
-    table = Table(title=f"Job {j.id}: {j.file} ({j.model}, {j.status})", title_justify="left")
-    for name in (
-        "chunk",
-        "rows",
-        "requests",
-        "tokens",
-        "status",
-        "batch",
-        "done",
-        "failed",
-        "error",
-    ):
-        table.add_column(name, overflow="fold")
+    table = FitTable(
+        f"Job {j.id}: {name(j.file)} ({j.model}, {j.status})",
+        caption=[Text("Input:"), soft(f"  {j.file}")]
+        + ([Text("Graded file:"), soft(f"  {j.output}")] if j.output else []),
+        shrink=("requests", "tokens", "batch", "rows", "failed", "error"),
+    )
+    table.column("chunk", "num")
+    table.column("rows")
+    table.column("requests", "num")
+    table.column("tokens", "num")
+    table.column("status")
+    table.column("batch", "id")
+    table.column("done", "num")
+    table.column("failed", "num")
+    table.column("error", "wrap", style="red")
     for c in report.chunks:
-        table.add_row(
+        table.row(
             str(c.chunk),
-            c.rows,
+            f"{c.first_row:,}-{c.last_row:,}",
             f"{c.requests:,}",
             f"{c.tokens:,}",
             c.status,
             c.batch_id or "-",
             f"{c.completed:,}",
             f"{c.failed:,}",
-            Text(c.error or "", style="red"),
+            c.error or "",
         )
     return table
 
 
+# --- split ------------------------------------------------------------------------------
+
+
 def split_table(report: SplitReport) -> Group:
     limits = ", ".join(
-        f"at most {value:,} {name}"
-        for name, value in (("rows", report.limits.rows), ("tokens", report.limits.tokens))
+        f"at most {value:,} {what}"
+        for what, value in (("rows", report.limits.rows), ("tokens", report.limits.tokens))
         if value is not None
     )
     parts: list[RenderableType] = []
@@ -285,22 +341,27 @@ def split_table(report: SplitReport) -> Group:
                 )
             )
             continue
-        table = Table(
-            title=f"{f.input}: {f.rows:,} rows, {f.tokens:,} tokens in {len(f.parts)} parts",
-            title_justify="left",
-            caption=f"{'Would be written to' if report.dry_run else 'Written to'} {f.out_dir}",
-            caption_justify="left",
+        table = FitTable(
+            f"{f.input}: {f.rows:,} rows, {f.tokens:,} tokens in {len(f.parts)} parts",
+            caption=[
+                Text("Would be written to:" if report.dry_run else "Written to:"),
+                soft(f"  {f.out_dir}"),
+            ],
+            shrink=("bytes", "rows", "part file"),
         )
-        for name in ("part file", "rows", "input rows", "tokens", "bytes"):
-            left = name in ("part file", "input rows")
-            table.add_column(name, justify="left" if left else "right")
+        table.column("part file", "path")
+        table.column("rows", "num")
+        table.column("input rows")
+        table.column("tokens", "num")
+        table.column("bytes", "num")
         cap = report.limits.tokens
         for p in f.parts:
-            table.add_row(
-                Text(PurePath(p.file).name),
+            over = cap is not None and p.tokens > cap
+            table.row(
+                name(p.file),
                 f"{p.rows:,}",
-                f"{p.first_row + 1:,}-{p.last_row + 1:,}",
-                Text(f"{p.tokens:,}", style="red" if cap is not None and p.tokens > cap else ""),
+                f"{p.first_row:,}-{p.last_row:,}",
+                Text(f"{p.tokens:,}", style="red" if over else ""),
                 "-" if p.bytes is None else f"{p.bytes:,}",
             )
         parts.append(table)
@@ -308,9 +369,11 @@ def split_table(report: SplitReport) -> Group:
     return Group(*parts)
 
 
-# --- costs (batchgrader costs) ---------------------------------------------------------
+# --- costs (batchgrader costs) ----------------------------------------------------------
 
 _BAR_WIDTH = 20
+#: What gives way first in a usage table; the key column (a path or job id) moves last.
+_USAGE_SHRINK = ("chart", "cached", "in-flight tokens", "input", "output", "batches")
 
 
 def costs_table(report: CostReport) -> RenderableType:
@@ -321,21 +384,20 @@ def costs_table(report: CostReport) -> RenderableType:
     title = "Usage" + (f" of {report.model}" if report.model else "") + " (UTC)"
     windows = _usage_table(title, "window")
     for w in report.windows:
-        _usage_row(windows, Text(w.name), w)
+        _usage_row(windows, w.name, w)
     parts.append(windows)
     if not report.groups:
         parts.append(Text(f"No usage in {report.breakdown.name}.", style="dim"))
     else:
         bars = report.by == "day"
         title = f"By {report.by}, {report.breakdown.name}"
-        breakdown = _usage_table(title, report.by, flight_tokens=not bars)
-        if bars:
-            breakdown.add_column("", no_wrap=True)
+        kind: Kind = "path" if report.by == "file" else "id" if report.by == "job" else "text"
+        breakdown = _usage_table(title, report.by, key_kind=kind, chart=bars)
         top_cost = max(g.cost_usd for g in report.groups)
         top_tokens = max(g.total_tokens for g in report.groups)
         for g in report.groups:
             extra = [_day_bar(g, top_cost, top_tokens)] if bars else []
-            _usage_row(breakdown, Text(g.key), g, *extra, flight_tokens=not bars)
+            _usage_row(breakdown, g.key, g, *extra, flight_tokens=not bars)
         parts.append(breakdown)
     every = report.windows[0]
     unpriced = every.spent.unpriced_batches + every.committed.unpriced_batches
@@ -353,23 +415,25 @@ def costs_table(report: CostReport) -> RenderableType:
     return Group(*parts)
 
 
-def _usage_table(title: str, key: str, *, flight_tokens: bool = True) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column(key, overflow="fold", no_wrap=key in ("day", "model"))
-    for name in ("batches", "input", "cached", "output", "total", "spent"):
-        table.add_column(name, justify="right", no_wrap=True)
-    if flight_tokens:
-        table.add_column("in-flight tok", justify="right", style="yellow", no_wrap=True)
-    table.add_column("in flight", justify="right", style="yellow", no_wrap=True)
+def _usage_table(title: str, key: str, *, key_kind: Kind = "text", chart: bool = False) -> FitTable:
+    table = FitTable(title, shrink=(*_USAGE_SHRINK, key))
+    table.column(key, key_kind)
+    for column in ("batches", "input", "cached", "output", "total", "spent"):
+        table.column(column, "num")
+    if not chart:
+        table.column("in-flight tokens", "num", style="yellow")
+    table.column("in flight", "num", style="yellow")
+    if chart:
+        table.column("chart")
     return table
 
 
 def _usage_row(
-    table: Table, key: Text, usage: Usage, *extra: RenderableType, flight_tokens: bool = True
+    table: FitTable, key: str, usage: Usage, *extra: Text, flight_tokens: bool = True
 ) -> None:
     s, c = usage.spent, usage.committed
     in_flight = [f"{c.total_tokens:,}" if c.batches else "-"] if flight_tokens else []
-    table.add_row(
+    table.row(
         key,
         f"{s.batches:,}",
         f"{s.input_tokens:,}",
@@ -398,9 +462,9 @@ def _day_bar(group: Usage, top_cost: Decimal, top_tokens: int) -> Text:
     return Text.assemble(("█" * solid, "cyan"), ("█" * (whole - solid), "yellow"))
 
 
-def export_note(result: ExportResult) -> Text:
-    """One line saying what ``costs --export`` wrote."""
-    return Text(f"Wrote {result.events:,} usage events to {result.path}.")
+def export_note(result: ExportResult) -> Group:
+    """What ``costs --export`` wrote."""
+    return Group(Text(f"Wrote {result.events:,} usage events to:"), soft(f"  {result.path}"))
 
 
 def clean_report(report: CleanReport) -> Text:
