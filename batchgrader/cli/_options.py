@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from batchgrader.settings import ProviderName
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 YesOption = Annotated[
     bool, typer.Option("--yes", "-y", help="Submit even over a budget limit, without asking.")
@@ -36,6 +38,15 @@ ExamplesOption = Annotated[
 ]
 ModelOption = Annotated[
     str | None, typer.Option("--model", "-m", help="Judge model (request.model).")
+]
+ProviderOption = Annotated[
+    ProviderName | None,
+    typer.Option(
+        "--provider",
+        help="Who answers: openai or anthropic (request.provider; auto: anthropic for "
+        "claude* models).",
+        show_default=False,
+    ),
 ]
 EndpointOption = Annotated[
     str | None,
@@ -83,9 +94,11 @@ def request_overrides(
     model: str | None,
     endpoint: str | None,
     max_tokens: int | None,
+    provider: str | None = None,
 ) -> dict[str, object]:
     """The request-shaping flags as dotted setting overrides (None = not given)."""
     return {
+        "request.provider": provider,
         "request.response_field": column,
         "request.prompt": prompt,
         "request.examples_file": examples,

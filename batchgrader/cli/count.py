@@ -18,6 +18,7 @@ from batchgrader.cli._options import (
     MaxTokensOption,
     ModelOption,
     PromptOption,
+    ProviderOption,
     SchemaOption,
     request_overrides,
 )
@@ -34,6 +35,7 @@ def count(
     prompt: PromptOption = None,
     examples: ExamplesOption = None,
     model: ModelOption = None,
+    provider: ProviderOption = None,
     endpoint: EndpointOption = None,
     max_tokens: MaxTokensOption = None,
     schema: SchemaOption = None,
@@ -54,6 +56,7 @@ def count(
             model=model,
             endpoint=endpoint,
             max_tokens=max_tokens,
+            provider=provider,
         )
         | {"request.expected_output_tokens": expected_output_tokens}
     )
@@ -67,6 +70,11 @@ def count(
         fail_on_empty=fail_on_empty,
         allow_unpriced=allow_unpriced,
     )
-    app.note("[bold]Counting only: no requests are made, nothing is spent.[/]")
+    if spec.provider.name == "anthropic" and settings.anthropic.key is not None:
+        app.note(
+            "[bold]Counting with Anthropic's free count_tokens endpoint: nothing is spent.[/]"
+        )
+    else:
+        app.note("[bold]Counting only: no requests are made, nothing is spent.[/]")
     report = count_files(paths, spec, settings.request.expected_output_tokens)
     app.emit(report, tables.count_table)

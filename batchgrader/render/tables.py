@@ -76,7 +76,10 @@ def count_table(report: CountReport) -> Group:
         window,
     )
     files = list(report.files) + ([report.total] if report.total else [])
-    tokens = Table(title="Tokens (exact, as sent)", title_justify="left")
+    labels = sorted({f.input_tokens_label for f in files})
+    exact = labels == ["exact"]
+    title = "Tokens (exact, as sent)" if exact else f"Tokens (as sent; input {', '.join(labels)})"
+    tokens = Table(title=title, title_justify="left")
     tokens.add_column("file", overflow="fold", min_width=12)
     for name in (
         "rows",
@@ -91,7 +94,10 @@ def count_table(report: CountReport) -> Group:
     costs = Table(
         title="Cost estimate (Batch API; synchronous beside)",
         title_justify="left",
-        caption="input: exact; expected: typical answer size; worst: max_tokens_per_response",
+        caption="input: exact; expected: typical answer size; worst: max_tokens_per_response"
+        if exact
+        else "input: the estimate (worst: its upper bound); expected: typical answer size; "
+        "worst: max_tokens_per_response",
         caption_justify="left",
     )
     costs.add_column("file", overflow="fold", min_width=12)
@@ -104,7 +110,8 @@ def count_table(report: CountReport) -> Group:
             f"{f.rows:,}",
             f"{f.skipped:,}",
             f"{f.requests:,}",
-            f"{f.input_tokens:,}",
+            f"{f.input_tokens:,}"
+            + ("" if f.input_tokens_label == "exact" else f" ({f.input_tokens_label})"),
             f"{f.mean_tokens:,.1f}",
             f"{f.max_tokens:,}" + (f" ({f.max_row})" if f.max_row else ""),
             Text(f"{f.over_context:,}", style="red" if f.over_context else ""),
@@ -145,6 +152,14 @@ def dry_run_table(report: DryRun) -> Group:
             )
         parts.append(table)
     e = report.estimate
+    if report.input_tokens_label != "exact":
+        parts.append(
+            Text(
+                f"Input tokens are {report.input_tokens_label} (counted offline); chunk tokens "
+                "are their upper bound. batchgrader count with a key counts them exactly.",
+                style="dim",
+            )
+        )
     parts.append(
         Text.assemble(
             ("Estimated cost at Batch API rates: ", "bold"),
@@ -301,7 +316,11 @@ def split_table(report: SplitReport) -> Group:
                 "-" if p.bytes is None else f"{p.bytes:,}",
             )
         parts.append(table)
-    parts.append(Text(f"Each part: {limits} (request tokens for {report.model}).", style="dim"))
+    estimated = sorted({f.tokens_label for f in report.files} - {"exact"})
+    note = f"; tokens {', '.join(estimated)}, upper bound used" if estimated else ""
+    parts.append(
+        Text(f"Each part: {limits} (request tokens for {report.model}{note}).", style="dim")
+    )
     return Group(*parts)
 
 
