@@ -71,9 +71,7 @@ def count(
         allow_unpriced=allow_unpriced,
     )
     if spec.provider.name == "anthropic" and settings.anthropic.key is not None:
-        app.note(
-            "[bold]Counting with Anthropic's free count_tokens endpoint: nothing is spent.[/]"
-        )
+        app.note("[bold]Counting with Anthropic's free count_tokens endpoint: nothing is spent.[/]")
     else:
         app.note("[bold]Counting only: no requests are made, nothing is spent.[/]")
     report = count_files(paths, spec, settings.request.expected_output_tokens)
