@@ -21,6 +21,7 @@ class JobLine(BaseModel):
     cost: str | None
     age: str
     output: str | None
+    provider: str = "openai"
 
 
 class JobList(BaseModel):
@@ -68,6 +69,7 @@ def _line(ledger: Ledger, job: JobRow) -> JobLine:
         cost=str(sum(costs, Decimal(0))) if costs else None,
         age=_age(job.created_at),
         output=job.output_path,
+        provider=job.provider,
     )
 
 
