@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -216,3 +218,9 @@ def test_approximate_count_is_within_its_band_of_the_fake() -> None:
     )
     exact = count_input_tokens(params)
     assert abs(approx - exact) <= counter.error_band * approx
+
+
+def test_cli_starts_without_the_anthropic_sdk() -> None:
+    """Importing the CLI does not import anthropic (seconds that count never needs offline)."""
+    code = "import sys, batchgrader.cli; sys.exit('anthropic' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

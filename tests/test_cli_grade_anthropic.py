@@ -277,6 +277,7 @@ def test_detach_board_and_jobs_show(
     assert summary(submitted)["status"] == "submitted"
     job = job_id(bg)
     shown = json.loads(bg("jobs", "show", job, "--json").stdout)
+    assert shown["job"]["provider"] == "anthropic"
     assert shown["chunks"][0]["batch_id"].startswith("msgbatch_")
     resumed = bg("jobs", "resume", job)
     assert resumed.exit_code == 0, resumed.output
