@@ -93,29 +93,41 @@ class ExactCounter:
         if self._client is None:
             self._client = _sdk_client(self._settings, self._api)
         client = self._client
-        with ThreadPoolExecutor(min(CONCURRENCY, len(distinct))) as pool:
-            counts = dict(
-                zip(
-                    distinct,
-                    pool.map(lambda body: self._count_one(client, body), distinct.values()),
-                    strict=True,
-                )
-            )
+        failed: list[BaseException] = []
+        pool = ThreadPoolExecutor(min(CONCURRENCY, len(distinct)))
+        try:
+            futures = {
+                key: pool.submit(self._count_one, client, body, failed)
+                for key, body in distinct.items()
+            }
+            counts = {key: future.result() for key, future in futures.items()}
+        except BaseException as exc:
+            failed.append(exc)  # the other calls stop at once
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C does not wait for the queue
         return [counts[key] for key in keys]
 
-    def _count_one(self, client: _Client, body: dict[str, Any]) -> int:
+    def _count_one(self, client: _Client, body: dict[str, Any], failed: list[BaseException]) -> int:
+        """One body's count, retried after 429/529/5xx; stops when another call failed."""
         attempt = 0
         while True:
+            if failed:
+                raise failed[0]
             self._gate.wait()
             try:
                 return client.count(body)
             except TransientApiError as exc:
                 attempt += 1
                 if attempt > self._retries:
+                    failed.append(exc)
                     raise
                 wait = exc.retry_after if exc.retry_after is not None else 2.0 ** (attempt - 1)
                 log.info("count_tokens: %s; waiting %.1f s", exc.message, wait)
                 self._gate.pause(min(wait, self._max_wait))
+            except Exception as exc:
+                failed.append(exc)
+                raise
 
     def close(self) -> None:
         if self._client is not None:
