@@ -168,6 +168,16 @@ def request_spec(
         notes.append(note)
     max_tokens = req.max_tokens_per_response or rules.default_max_tokens(model, effort)
     _check_room(req.model, model, max_tokens)
+    if provider == "anthropic" and settings.anthropic.key is not None:
+        calls = int(
+            settings.anthropic.count_tokens_rpm * settings.anthropic.count_tokens_seconds / 60
+        )
+        notes.append(
+            "Claude's input tokens are counted with Anthropic's free count_tokens before a "
+            f"new job is planned: at most {calls:,} calls per file, "
+            f"{settings.anthropic.count_tokens_rpm:,} a minute (anthropic.count_tokens_rpm); "
+            "bigger files are sampled."
+        )
     temperature = req.temperature
     if temperature is not None and provider == "anthropic":
         notes.append(
