@@ -352,3 +352,48 @@ def test_key_never_leaks(
         if path.is_file():
             assert FAKE_ANTHROPIC_KEY.encode() not in path.read_bytes(), path
     assert FAKE_ANTHROPIC_KEY not in result.output
+
+
+def _two_chunks(folder: Path) -> None:
+    (folder / "batchgrader.toml").write_text(
+        "[chunking]\nsplit_row_limit = 3\n[run]\nmax_simultaneous_batches = 1\n"
+    )
+
+
+def test_failed_chunk_halts_the_rest(
+    bg: Invoke, fake_anthropic: FakeAnthropicAPI, isolated_env: Path
+) -> None:
+    """A batch whose every row errored fails its chunk and halts the chunks not yet sent;
+    --continue-on-failure sends them anyway."""
+    rows = texts(6)
+    src = write_input(isolated_env, rows)
+    _two_chunks(isolated_env)
+    fake_anthropic.next_batch(errored=3, error_type="api_error")
+    halted = bg("grade", src, "--model", MODEL, "--json")
+    assert halted.exit_code == 1, halted.output
+    assert summary(halted)["chunks_failed"] >= 1
+    assert fake_anthropic.batches_created == 1
+    other = write_input(isolated_env, texts(6, tag="c"), "c.csv")
+    fake_anthropic.next_batch(errored=3, error_type="api_error")
+    both = bg("grade", other, "--model", MODEL, "--continue-on-failure", "--json")
+    assert both.exit_code == 1, both.output
+    assert fake_anthropic.batches_created == 3
+    out = graded(isolated_env, "c.graded.csv")
+    assert out["llm_score"].to_list()[3:] == scores(texts(6, tag="c"))[3:]
+
+
+def test_jobs_clean_deletes_batches_left_at_anthropic(
+    bg: Invoke,
+    fake_anthropic: FakeAnthropicAPI,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With run.delete_remote_files off the batch stays; jobs clean deletes it later."""
+    monkeypatch.setenv("BATCHGRADER_RUN__DELETE_REMOTE_FILES", "false")
+    src = write_input(isolated_env, texts(3))
+    assert bg("grade", src, "--model", MODEL).exit_code == 0
+    assert fake_anthropic.request_count("delete") == 0
+    cleaned = bg("jobs", "clean", "--json")
+    assert cleaned.exit_code == 0, cleaned.output
+    assert fake_anthropic.request_count("delete") == 1
+    assert fake_anthropic.batch_ids() == []
