@@ -34,6 +34,7 @@ KINDS: dict[str, dict[str, Any]] = {
     "reset": {"kind": "reset"},
     "timeout": {"kind": "timeout", "delay": 1.0},
     "truncated": {"kind": "truncated"},
+    "lost": {"kind": "lost"},  # performed, then the connection drops before the answer
 }
 BURST = 3
 

@@ -60,14 +60,15 @@ def _epoch(value: datetime | None) -> int | None:
 
 
 def state_of(batch: MessageBatch) -> BatchState:
-    """The core's state: ``ended`` is completed, expired or cancelled by its counts."""
+    """The core's state: ``ended`` is completed, expired or cancelled by its counts (a
+    cancel that came after every request had run leaves a completed batch)."""
     status = batch.processing_status
     if status == "in_progress":
         return BatchState.RUNNING
     if status == "canceling":
         return BatchState.CANCELLING
     counts = batch.request_counts
-    if batch.cancel_initiated_at is not None or counts.canceled:
+    if counts.canceled:
         return BatchState.CANCELLED
     if counts.expired:
         return BatchState.EXPIRED
