@@ -2,7 +2,7 @@
 
 Each run writes its own log file in the log dir (the oldest beyond ``max_logs`` are
 pruned); the console gets warnings and errors through rich, more with ``--verbose``.
-A filter masks the API key in every record, wherever it might appear.
+A filter masks the API keys in every record, wherever they might appear.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def setup(
     log_dir: Path | None,
     max_logs: int,
     file_level: int = logging.INFO,
-    secret: str | None = None,
+    secrets: tuple[str, ...] = (),
 ) -> Path | None:
     """Configure the ``batchgrader`` logger; returns the run's log file, if any."""
     logger = logging.getLogger("batchgrader")
@@ -56,7 +56,7 @@ def setup(
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
 
-    redact = _RedactFilter(secret) if secret else None
+    redacts = [_RedactFilter(secret) for secret in secrets if secret]
     rich_handler = RichHandler(
         console=console, show_time=False, show_path=False, markup=False, rich_tracebacks=False
     )
@@ -83,7 +83,7 @@ def setup(
 
     for handler in handlers:
         setattr(handler, _HANDLER_TAG, True)
-        if redact is not None:
+        for redact in redacts:
             handler.addFilter(redact)
         if handler not in logger.handlers:
             logger.addHandler(handler)

@@ -4,7 +4,8 @@ Precedence, highest first (declared once, in ``_layers``):
 
 1. CLI flags (the ``overrides`` mapping, dotted keys)
 2. environment: ``BATCHGRADER_*`` (nested with ``__``) plus ``OPENAI_API_KEY``,
-   ``OPENAI_BASE_URL``, ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``BATCHGRADER_STATE_DIR``
+   ``OPENAI_BASE_URL``, ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``, ``ANTHROPIC_API_KEY``,
+   ``ANTHROPIC_BASE_URL``, ``BATCHGRADER_STATE_DIR``
 3. the project file: ``--config FILE``, else ``./batchgrader.toml``, else
    ``[tool.batchgrader]`` in ``./pyproject.toml``
 4. the user file: ``config.toml`` in the platformdirs user config dir
@@ -52,6 +53,8 @@ Endpoint = Literal["/v1/chat/completions", "/v1/responses"]
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 DEFAULT_REASONING_EFFORT: Final = "low"
 ServiceTier = Literal["auto", "default", "flex", "priority"]
+#: Who answers: ``auto`` picks ``anthropic`` for model names starting with ``claude``.
+ProviderName = Literal["auto", "openai", "anthropic"]
 ENV_PREFIX = "BATCHGRADER_"
 
 
@@ -113,10 +116,42 @@ class ApiSettings(_Section):
         return _check_url(value)
 
 
+class AnthropicSettings(_Section):
+    """How to reach Anthropic (Claude models); timeouts and retries are api.*'s."""
+
+    key: SecretStr | None = Field(None, description="Anthropic API key (ANTHROPIC_API_KEY).")
+    base_url: str | None = Field(None, description="Anthropic API base URL (ANTHROPIC_BASE_URL).")
+    count_tokens_rpm: int = Field(
+        100,
+        gt=0,
+        le=1_000_000,
+        description="Calls per minute to count_tokens when counting exactly (your tier's limit).",
+    )
+    count_tokens_seconds: float = Field(
+        90.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Time exact counting may take; bigger files are sampled.",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _clean_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return _check_key(value, "ANTHROPIC_API_KEY / anthropic.key")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        return _check_url(value)
+
+
 class RequestSettings(_Section):
     """What each request asks the judge."""
 
     model: str = Field("gpt-4.1-mini", min_length=1, description="Judge model.")
+    provider: ProviderName = Field(
+        "auto", description="openai or anthropic (auto: anthropic for claude* models)."
+    )
     endpoint: Endpoint | None = Field(
         None, description="OpenAI endpoint (default: chat, or responses for responses-only models)."
     )
@@ -273,6 +308,7 @@ class Settings(BaseSettings):
     )
 
     api: ApiSettings = ApiSettings()
+    anthropic: AnthropicSettings = AnthropicSettings()
     request: RequestSettings = RequestSettings()
     paths: PathSettings = PathSettings()
     chunking: ChunkingSettings = ChunkingSettings()
@@ -300,6 +336,8 @@ FOREIGN_ENV: dict[str, str] = {
     "OPENAI_BASE_URL": "api.base_url",
     "OPENAI_ORG_ID": "api.organization",
     "OPENAI_PROJECT_ID": "api.project",
+    "ANTHROPIC_API_KEY": "anthropic.key",
+    "ANTHROPIC_BASE_URL": "anthropic.base_url",
     "BATCHGRADER_STATE_DIR": "paths.state_dir",
 }
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner, Result
 
 from batchgrader.cli import app
+from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.fakes.batch_api import FakeBatchAPI
 
 # Property tests run on loaded CI machines: no per-example deadline (a slow example is not a
@@ -21,6 +22,7 @@ settings.register_profile(
 settings.load_profile("batchgrader")
 
 FAKE_KEY = "sk-test-FAKEKEY0000000000000000000000wxyz"
+FAKE_ANTHROPIC_KEY = "sk-ant-test-FAKEKEY00000000000000000000qrst"
 
 SHARED_TIKTOKEN_CACHE = Path(__file__).resolve().parents[2] / "shared" / "tiktoken-cache"
 
@@ -29,7 +31,7 @@ SHARED_TIKTOKEN_CACHE = Path(__file__).resolve().parents[2] / "shared" / "tiktok
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point every per-user location at tmp, drop provider env vars, run in a temp cwd."""
     for name in list(os.environ):
-        if name.startswith(("OPENAI_", "BATCHGRADER_")):
+        if name.startswith(("OPENAI_", "ANTHROPIC_", "BATCHGRADER_")):
             monkeypatch.delenv(name)
     home = tmp_path / "bg-home"
     monkeypatch.setenv("BATCHGRADER_HOME", str(home))
@@ -77,3 +79,28 @@ def fake_api(_fake_server: FakeBatchAPI, monkeypatch: pytest.MonkeyPatch) -> Fak
     monkeypatch.setenv("BATCHGRADER_API__MAX_RETRIES", "3")
     monkeypatch.setenv("BATCHGRADER_API__RETRY_MAX_WAIT_SECONDS", "0.01")
     return _fake_server
+
+
+@pytest.fixture(scope="session")
+def _fake_anthropic_server() -> Iterator[FakeAnthropicAPI]:
+    with FakeAnthropicAPI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_anthropic(
+    _fake_anthropic_server: FakeAnthropicAPI, monkeypatch: pytest.MonkeyPatch
+) -> FakeAnthropicAPI:
+    """The fake Anthropic API (reset), with batchgrader pointed at it and fast polling.
+
+    count_tokens may be called as fast as the fake answers (no rate spacing).
+    """
+    _fake_anthropic_server.reset()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", FAKE_ANTHROPIC_KEY)
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", _fake_anthropic_server.base_url)
+    monkeypatch.setenv("BATCHGRADER_ANTHROPIC__COUNT_TOKENS_RPM", "1000000")
+    monkeypatch.setenv("BATCHGRADER_RUN__POLL_INTERVAL_SECONDS", "0.001")
+    monkeypatch.setenv("BATCHGRADER_RUN__POLL_MAX_INTERVAL_SECONDS", "0.005")
+    monkeypatch.setenv("BATCHGRADER_API__MAX_RETRIES", "3")
+    monkeypatch.setenv("BATCHGRADER_API__RETRY_MAX_WAIT_SECONDS", "0.01")
+    return _fake_anthropic_server

@@ -173,7 +173,10 @@ class TestReport:
             "expected_output_tokens",
             "worst_output_tokens",
             "cost",
+            "input_tokens_label",
+            "input_figure",
         }
+        assert (f["input_tokens_label"], f["input_figure"]) == ("exact", None)
         assert (f["path"], f["rows"], f["skipped"], f["requests"]) == (str(path), 7, 2, 5)
         assert f["worst_output_tokens"] == 5 * 512
         assert set(f["cost"]) == {

@@ -244,7 +244,15 @@ class TestPlanOutput:
         """The JSON plan lists each chunk's rows, requests, tokens, bytes and file."""
         path = write_table(isolated_env / "answers.csv", ROWS)
         report = dry_run_json(bg, path)
-        assert set(report) == {"model", "endpoint", "plans", "estimate", "expected_output_tokens"}
+        assert set(report) == {
+            "model",
+            "endpoint",
+            "plans",
+            "estimate",
+            "expected_output_tokens",
+            "input_tokens_label",
+        }
+        assert report["input_tokens_label"] == "exact"
         (plan,) = report["plans"]
         assert set(plan) == {
             "input",

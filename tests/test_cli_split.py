@@ -386,7 +386,9 @@ class TestReport:
             "within_limits",
             "out_dir",
             "parts",
+            "tokens_label",
         }
+        assert f["tokens_label"] == "exact"
         assert f["within_limits"] is False and f["format"] == "csv"
         for n, part in enumerate(f["parts"], start=1):
             assert set(part) == {

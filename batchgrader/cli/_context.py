@@ -28,7 +28,7 @@ class AppContext:
     out: Console = field(default_factory=Console)
     err: Console = field(default_factory=lambda: Console(stderr=True))
     log_file: Path | None = None
-    secret: str | None = None  # the API key in force, kept out of every message
+    secrets: tuple[str, ...] = ()  # the API keys set, kept out of every message
 
     @classmethod
     def of(cls, ctx: typer.Context) -> AppContext:
@@ -42,15 +42,15 @@ class AppContext:
         """Load settings with this command's flags and start the run's log."""
         loaded = load_settings(overrides, self.config_file)
         settings = loaded.settings
-        key = settings.api.key.get_secret_value() if settings.api.key else None
-        self.secret = key
+        keys = (settings.api.key, settings.anthropic.key)
+        self.secrets = tuple(k.get_secret_value() for k in keys if k is not None)
         self.log_file = logs.setup(
             console=self.err,
             console_level=self.console_log_level,
             log_dir=settings.log_dir(),
             max_logs=settings.logging.max_logs,
             file_level=logging.DEBUG if self.debug else getattr(logging, settings.logging.level),
-            secret=key,
+            secrets=self.secrets,
         )
         return loaded
 

@@ -30,12 +30,12 @@ log = logging.getLogger("batchgrader.cli")
 
 
 def report(app: AppContext, exc: BatchgraderError) -> None:
-    """Show one error the way the mode asks for (the API key masked, wherever it is)."""
-    if app.secret:
+    """Show one error the way the mode asks for (the API keys masked, wherever they are)."""
+    for secret in app.secrets:
         for name in ("message", "hint"):
             text = getattr(exc, name)
-            if text and app.secret in text:
-                setattr(exc, name, text.replace(app.secret, mask(app.secret)))
+            if text and secret in text:
+                setattr(exc, name, text.replace(secret, mask(secret)))
         exc.args = (exc.message,)
     log.debug("error %s", exc.code, exc_info=exc if app.debug else None)
     if app.json_mode:

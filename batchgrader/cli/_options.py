@@ -13,6 +13,7 @@ from typer import _click as click
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from batchgrader.cli._context import AppContext
+from batchgrader.settings import ProviderName
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 YesOption = Annotated[
@@ -55,6 +56,15 @@ ExamplesOption = Annotated[
 ModelOption = Annotated[
     str | None,
     typer.Option("--model", "-m", metavar="MODEL", help="Judge model (request.model)."),
+]
+ProviderOption = Annotated[
+    ProviderName | None,
+    typer.Option(
+        "--provider",
+        help="Who answers: openai or anthropic (request.provider; auto: anthropic for "
+        "claude* models).",
+        show_default=False,
+    ),
 ]
 EndpointOption = Annotated[
     str | None,
@@ -126,9 +136,11 @@ def request_overrides(
     model: str | None,
     endpoint: str | None,
     max_tokens: int | None,
+    provider: str | None = None,
 ) -> dict[str, object]:
     """The request-shaping flags as dotted setting overrides (None = not given)."""
     return {
+        "request.provider": provider,
         "request.response_field": column,
         "request.prompt": prompt,
         "request.examples_file": examples,

@@ -28,9 +28,16 @@ from batchgrader.render.board import RunBoard
 from batchgrader.settings import Settings
 
 
-def identity(settings: Settings) -> Identity:
-    key = settings.api.key.get_secret_value() if settings.api.key else ""
-    host = urlparse(settings.api.base_url or "https://api.openai.com/v1").hostname or "?"
+def identity(settings: Settings, provider: str = "openai") -> Identity:
+    """Who spends: the masked key and the host of the provider in force."""
+    if provider == "anthropic":
+        secret, url = settings.anthropic.key, settings.anthropic.base_url
+        default = "https://api.anthropic.com"
+    else:
+        secret, url = settings.api.key, settings.api.base_url
+        default = "https://api.openai.com/v1"
+    key = secret.get_secret_value() if secret else ""
+    host = urlparse(url or default).hostname or "?"
     return Identity(api_key_prefix=mask(key), base_url_host=host)
 
 
@@ -60,12 +67,14 @@ def session(
             settings,
             spec,
             ledger,
-            identity(settings),
+            identity(settings, spec.provider.name),
             on_event=board.handle,
             on_tick=board.tick,
             say=app.note,
             confirm=_confirm if _interactive() else None,
-            on_first_request=lambda: app.note("[bold]Requests are being made.[/]"),
+            on_first_request=lambda: app.note(
+                f"[bold]{_API.get(spec.provider.name, 'Requests')}: requests are being made.[/]"
+            ),
         ) as opened,
     ):
         if not app.json_mode:
@@ -73,6 +82,9 @@ def session(
         for note in spec.notes:
             app.note(note)
         yield opened
+
+
+_API = {"openai": "OpenAI", "anthropic": "Anthropic"}
 
 
 def _interactive() -> bool:

@@ -41,7 +41,9 @@ def costs(
     ] = None,
     by: Annotated[
         core.GroupBy,
-        typer.Option("--by", help="Break the window down by model, UTC day, input file or job."),
+        typer.Option(
+            "--by", help="Break the window down by model, provider, UTC day, input file or job."
+        ),
     ] = "model",
     model: Annotated[
         str | None,
@@ -66,11 +68,9 @@ def costs(
         bool, typer.Option("--overwrite", help="Replace an existing --export file.")
     ] = False,
 ) -> None:
-    """Tokens and dollars spent, from the local ledger.
-
-    All time, today, the last 7 days (or --since/--until),
-    by model, day, file or job; collected (spent) and
-    in-flight (committed) usage apart."""
+    """Tokens and dollars from the local ledger: all time, today, the last 7 days (or
+    --since/--until), by model, provider, day, file or job. Collected (spent) and in-flight
+    (committed) usage are shown apart."""
     app = AppContext.of(ctx)
     app.json_mode = json_output
     if json_output and csv_output:

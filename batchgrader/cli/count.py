@@ -19,6 +19,7 @@ from batchgrader.cli._options import (
     ModelOption,
     PilotOption,
     PromptOption,
+    ProviderOption,
     SchemaOption,
     YesOption,
     request_overrides,
@@ -38,6 +39,7 @@ def count(
     prompt: PromptOption = None,
     examples: ExamplesOption = None,
     model: ModelOption = None,
+    provider: ProviderOption = None,
     endpoint: EndpointOption = None,
     max_tokens: MaxTokensOption = None,
     schema: SchemaOption = None,
@@ -63,6 +65,7 @@ def count(
             model=model,
             endpoint=endpoint,
             max_tokens=max_tokens,
+            provider=provider,
         )
         | {"request.expected_output_tokens": expected_output_tokens}
         | {"run.pilot_rows": pilot}
@@ -77,7 +80,9 @@ def count(
         fail_on_empty=fail_on_empty,
         allow_unpriced=allow_unpriced,
     )
-    if not settings.run.pilot_rows:
+    if spec.provider.name == "anthropic" and settings.anthropic.key is not None:
+        app.note("[bold]Counting with Anthropic's free count_tokens endpoint: nothing is spent.[/]")
+    elif not settings.run.pilot_rows:
         app.note("[bold]Counting only: no requests are made, nothing is spent.[/]")
     report = count_files(paths, spec, settings.request.expected_output_tokens)
     if settings.run.pilot_rows:

@@ -20,6 +20,7 @@ from batchgrader.cli._options import (
     MaxTokensOption,
     ModelOption,
     PromptOption,
+    ProviderOption,
     SchemaOption,
     YesOption,
     request_overrides,
@@ -45,6 +46,7 @@ def grade(
     prompt: PromptOption = None,
     examples: ExamplesOption = None,
     model: ModelOption = None,
+    provider: ProviderOption = None,
     endpoint: EndpointOption = None,
     max_tokens: MaxTokensOption = None,
     schema: SchemaOption = None,
@@ -178,6 +180,7 @@ def grade(
             model=model,
             endpoint=endpoint,
             max_tokens=max_tokens,
+            provider=provider,
         )
         | {"run.halt_on_chunk_failure": False if continue_on_failure else None}
         | {"budget.max_cost_usd": max_cost.strip().removeprefix("$") if max_cost else None}

@@ -23,6 +23,7 @@ from batchgrader.execution.retrying import RetryPolicy
 from batchgrader.execution.run import Grader
 from batchgrader.execution.session import GradeOptions
 from batchgrader.planning.spec import spec_of_job
+from batchgrader.providers.base import BatchTransport
 from batchgrader.providers.registry import provider_for
 from batchgrader.render import tables
 from batchgrader.settings import Settings
@@ -121,9 +122,9 @@ def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -
         spec = spec_of_job(job.request_settings, settings)
         transport = spec.provider.batch_transport()
         try:
-            policy = _policy(settings)
+            policy = _policy(settings, transport)
             for info in cancel_job(
-                settings, ledger, transport, spec, identity(settings), job, policy
+                settings, ledger, transport, spec, identity(settings, job.provider), job, policy
             ):
                 app.note(f"batch {info.id}: {info.status}")
         finally:
@@ -141,13 +142,22 @@ def clean(ctx: typer.Context, json_output: JsonOption = False) -> None:
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
+    transports: dict[str, BatchTransport | None] = {}
+
+    def transport_for(name: str) -> BatchTransport | None:
+        """The provider's transport, made once, when its key is set (else None)."""
+        if name not in transports:
+            key = settings.anthropic.key if name == "anthropic" else settings.api.key
+            transports[name] = provider_for(settings, name).batch_transport() if key else None
+        return transports[name]
+
     with open_ledger(settings) as ledger:
-        transport = provider_for(settings).batch_transport() if settings.api.key else None
         try:
-            report = clean_jobs(settings, ledger, transport)
+            report = clean_jobs(settings, ledger, transport_for)
         finally:
-            if transport is not None:
-                transport.close()
+            for transport in transports.values():
+                if transport is not None:
+                    transport.close()
     app.emit(report, tables.clean_report)
 
 
@@ -173,7 +183,7 @@ def adopt(
         spec = spec_of_job(job.request_settings, settings)
         transport = spec.provider.batch_transport()
         try:
-            info = adopt_batch(ledger, transport, _policy(settings), job, chunk, batch)
+            info = adopt_batch(ledger, transport, _policy(settings, transport), job, chunk, batch)
         finally:
             transport.close()
         app.note(f"Chunk {chunk} of job {job.id} is batch {info.id} ({info.status}).")
@@ -197,10 +207,10 @@ def forget(
     app.emit(ForgottenLimits(forgotten=forgotten), tables.forgotten_limits)
 
 
-def _policy(settings: Settings) -> RetryPolicy:
+def _policy(settings: Settings, transport: BatchTransport) -> RetryPolicy:
     return RetryPolicy(
         retries=settings.api.max_retries,
         max_wait=settings.api.retry_max_wait_seconds,
         sleep=time.sleep,
-        base_url=settings.api.base_url,
+        base_url=getattr(transport, "base_url", None),
     )

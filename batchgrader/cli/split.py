@@ -18,6 +18,7 @@ from batchgrader.cli._options import (
     MaxTokensOption,
     ModelOption,
     PromptOption,
+    ProviderOption,
     request_overrides,
 )
 from batchgrader.data import formats, reading
@@ -58,6 +59,7 @@ def split(
     prompt: PromptOption = None,
     examples: ExamplesOption = None,
     model: ModelOption = None,
+    provider: ProviderOption = None,
     endpoint: EndpointOption = None,
     max_tokens: MaxTokensOption = None,
     input_format: FormatOption = None,
@@ -77,6 +79,7 @@ def split(
             model=model,
             endpoint=endpoint,
             max_tokens=max_tokens,
+            provider=provider,
         )
     )
     settings = loaded.settings

@@ -8,6 +8,7 @@ the input changes while batches run), and records it all in the ledger in one st
 
 from __future__ import annotations
 
+import logging
 import secrets
 import shutil
 from datetime import UTC, datetime
@@ -18,10 +19,13 @@ from batchgrader.execution.identity import file_hash, fingerprint
 from batchgrader.execution.layout import JobFiles
 from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow, JobStatus
 from batchgrader.ledger.store import Ledger, now_iso
+from batchgrader.planning.measure import calibrate, measure
 from batchgrader.planning.plans import limits_for, write_plan
 from batchgrader.planning.spec import RequestSpec, StoredRequest
 from batchgrader.planning.workload import Workload
 from batchgrader.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: The job's copy of the rows it sends: row number and graded text.
 ROWS_FILE = "rows.parquet"
@@ -57,6 +61,17 @@ def new_job(
     files.folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     files.folder.mkdir(exist_ok=True, mode=0o700)
     limits = limits_for(settings, spec, ledger.learned_limit(spec.options.model))
+    figure = measure(workload, spec)  # providers without an exact offline tokenizer
+    if figure is not None:
+        calibrate(workload, figure, upper=True)  # plans and budgets use the upper bound
+        log.info(
+            "%s: %s input tokens (%s, by %s); planned at the upper bound, %s.",
+            workload.source.path.name,
+            f"{figure.total:,}",
+            figure.label,
+            figure.method,
+            f"{figure.high:,}",
+        )
     try:
         plan = write_plan(
             workload,

@@ -23,6 +23,7 @@ class JobLine(BaseModel):
     created_at: datetime
     age_seconds: int
     output: str | None
+    provider: str = "openai"
 
 
 class JobList(BaseModel):
@@ -68,6 +69,7 @@ def _line(ledger: Ledger, job: JobRow) -> JobLine:
         created_at=_utc(job.created_at),
         age_seconds=max(0, int((datetime.now(UTC) - _utc(job.created_at)).total_seconds())),
         output=job.output_path,
+        provider=job.provider,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -88,20 +89,26 @@ def adopt_batch(
     return info
 
 
-def clean_jobs(settings: Settings, ledger: Ledger, transport: BatchTransport | None) -> CleanReport:
+def clean_jobs(
+    settings: Settings,
+    ledger: Ledger,
+    transport_for: Callable[[str], BatchTransport | None],
+) -> CleanReport:
     """Remove finished jobs' files; keep what ``--retry-failed`` needs of failed jobs.
 
     A job whose graded file is written has no use for its request files and downloads.
     Its row results and its copy of the rows are kept when some rows failed in a way a
-    retry could fix; otherwise the whole job folder goes. Files left at the provider
-    (run.delete_remote_files was off, or a delete failed) are deleted when a key is set.
+    retry could fix; otherwise the whole job folder goes. Files (or, at Anthropic,
+    batches) left at the provider (run.delete_remote_files was off, or a delete failed)
+    are deleted when ``transport_for`` the job's provider gives a transport (a key is set).
     """
     removed: list[str] = []
     kept: list[str] = []
     deleted = 0
     for job in ledger.jobs():
         files = JobFiles(settings, job.id)
-        if transport is not None and job.status.finished:
+        transport = transport_for(job.provider) if job.status.finished else None
+        if transport is not None:
             deleted += _delete_remote(ledger, transport, job)
         if not files.folder.exists() or not job.status.finished:
             continue

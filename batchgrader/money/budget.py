@@ -3,8 +3,10 @@
 A run's new work is every chunk not yet handed to the provider (``pending``,
 ``uploaded``, or ``creating`` without a recorded batch); chunks already submitted or
 collected are in the ledger already, as committed or spent usage, and count once there.
-The estimate is exact for input tokens; output is the typical answer size (expected) or
-``max_tokens_per_response`` for every request (worst case).
+The estimate is exact for input tokens (for Claude, whose tokens are estimated, the
+chunks hold the upper bound of the file's figure: see ``planning.measure``); output is
+the typical answer size (expected) or ``max_tokens_per_response`` for every request
+(worst case).
 
 Limits (``[budget]`` settings; ``--max-cost`` sets ``max_cost_usd`` for one run):
 
@@ -52,6 +54,13 @@ class RunEstimate(BaseModel):
     worst_output_tokens: int
     expected_cost: Decimal | None
     worst_cost: Decimal | None
+    #: ``exact``, or ``estimated`` when the input tokens are an estimate's upper bound.
+    input_tokens_kind: str = "exact"
+
+    @property
+    def input_note(self) -> str:
+        """Said after a figure that includes estimated input tokens."""
+        return "" if self.input_tokens_kind == "exact" else " (input at its estimate's upper bound)"
 
     @property
     def expected_tokens(self) -> int:
@@ -124,6 +133,7 @@ def estimate_run(
         worst_output_tokens=worst,
         expected_cost=expected_cost,
         worst_cost=worst_cost,
+        input_tokens_kind="exact" if spec.counter.kind == "exact" else "estimated",
     )
 
 
@@ -162,7 +172,7 @@ def check_budget(
         check.refusals.append(
             f"budget.daily_token_limit is {limit:,} tokens; {today_tokens:,} are recorded "
             f"today (UTC, collected and in flight) and this run adds "
-            f"{estimate.expected_tokens:,} ({estimate.input_tokens:,} input + "
+            f"{estimate.expected_tokens:,} ({estimate.input_tokens:,} input{estimate.input_note} + "
             f"{estimate.expected_output_tokens:,} expected output) = "
             f"{today_tokens + estimate.expected_tokens:,}."
         )
@@ -174,7 +184,7 @@ def check_budget(
         elif worst > cap:
             check.refusals.append(
                 f"The worst-case cost {usd(worst)} (every answer at "
-                f"max_tokens_per_response) exceeds the cap of {usd(cap)} "
+                f"max_tokens_per_response{estimate.input_note}) exceeds the cap of {usd(cap)} "
                 "(budget.max_cost_usd / --max-cost)."
             )
     monthly = budget.monthly_budget_usd

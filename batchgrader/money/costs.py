@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from batchgrader.errors import UsageError
 from batchgrader.ledger.store import Ledger, UsageEvent
 
-GroupBy = Literal["model", "day", "file", "job"]
+GroupBy = Literal["model", "provider", "day", "file", "job"]
 
 #: Units of a ``--since`` / ``--until`` duration, in the order they are documented.
 DURATION_UNITS: dict[str, timedelta] = {
@@ -125,6 +125,8 @@ class Tally(BaseModel):
     batches: int = 0
     input_tokens: int = 0
     cached_input_tokens: int = 0
+    #: Input tokens written to the prompt cache (Anthropic), part of ``input_tokens``.
+    cache_write_tokens: int = 0
     output_tokens: int = 0
     reasoning_tokens: int = 0
     total_tokens: int = 0
@@ -138,6 +140,7 @@ class Tally(BaseModel):
         self.batches += 1
         self.input_tokens += event.input_tokens
         self.cached_input_tokens += event.cached_input_tokens
+        self.cache_write_tokens += event.cache_write_tokens
         self.output_tokens += event.output_tokens
         self.reasoning_tokens += event.reasoning_tokens
         self.total_tokens += event.total_tokens
@@ -179,7 +182,7 @@ class Window(Usage):
 
 
 class Group(Usage):
-    """The usage of one model, UTC day, input file or job."""
+    """The usage of one model, provider, UTC day, input file or job."""
 
     key: str
 
@@ -293,6 +296,7 @@ def _window_name(since: datetime | None, until: datetime | None) -> str:
 
 _KEYS: dict[GroupBy, Callable[[UsageEvent], str]] = {
     "model": lambda e: e.model,
+    "provider": lambda e: e.provider,
     "day": lambda e: event_time(e).date().isoformat(),
     "file": lambda e: e.source_file or "(unknown)",
     "job": lambda e: e.job_id or "(none)",

@@ -37,6 +37,8 @@ EXPORT_FIELDS = (
     "requests_completed",
     "requests_failed",
     "committed",
+    "cache_write_tokens",
+    "provider",
 )
 
 
@@ -65,6 +67,7 @@ CSV_COLUMNS = (
     "committed_output_tokens",
     "committed_total_tokens",
     "committed_cost_usd",
+    "cache_write_tokens",
 )
 
 
@@ -104,6 +107,7 @@ def _csv_row(
         c.output_tokens,
         c.total_tokens,
         str(c.cost_usd),
+        s.cache_write_tokens,
     ]
 
 
@@ -127,6 +131,8 @@ def export_record(event: UsageEvent) -> dict[str, Any]:
         "requests_completed": event.requests_completed,
         "requests_failed": event.requests_failed,
         "committed": event.committed,
+        "cache_write_tokens": event.cache_write_tokens,
+        "provider": event.provider,
     }
     return {name: values[name] for name in EXPORT_FIELDS}
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from batchgrader.errors import PlanError
 from batchgrader.planning.chunking import Chunk, ChunkPlanner, Limits, forced_boundaries
 from batchgrader.planning.estimate import CostEstimate, estimate_cost, expected_output_tokens
+from batchgrader.planning.measure import TokenFigure, calibrate, measure
 from batchgrader.planning.spec import RequestSpec
 from batchgrader.planning.workload import Workload
 from batchgrader.settings import Settings
@@ -197,6 +198,9 @@ class DryRun(BaseModel):
     plans: list[PlannedFile]
     estimate: CostEstimate | None
     expected_output_tokens: int
+    #: ``exact``, or ``approximate ±x%`` for a provider without an offline tokenizer (a
+    #: dry run counts offline; chunk tokens are then the upper bound).
+    input_tokens_label: str = "exact"
 
 
 def dry_run(paths: list[Path], spec: RequestSpec, settings: Settings) -> DryRun:
@@ -205,8 +209,12 @@ def dry_run(paths: list[Path], spec: RequestSpec, settings: Settings) -> DryRun:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     workloads = [Workload.of(path, spec) for path in paths]
     plans = []
+    figures: list[TokenFigure | None] = []
     used: set[str] = set()
     for workload in workloads:
+        figure = measure(workload, spec, online=False)
+        calibrate(workload, figure, upper=True)
+        figures.append(figure)
         # Inputs may share a stem (a/x.csv, b/x.csv, x.jsonl): each gets its own folder.
         name = base = f"dry-run-{workload.source.path.stem}-{stamp}"
         n = 1
@@ -222,13 +230,20 @@ def dry_run(paths: list[Path], spec: RequestSpec, settings: Settings) -> DryRun:
         )
     expected = expected_output_tokens(spec, settings.request.expected_output_tokens)
     requests = sum(p.requests for p in plans)
+    central = sum(f.total if f else p.tokens for f, p in zip(figures, plans, strict=True))
     estimate = estimate_cost(
-        spec, sum(p.tokens for p in plans), requests * expected, requests * spec.options.max_tokens
+        spec,
+        central,
+        requests * expected,
+        requests * spec.options.max_tokens,
+        input_worst=sum(p.tokens for p in plans),
     )
+    labels = {f.label for f in figures if f is not None}
     return DryRun(
         model=spec.options.model,
         endpoint=spec.options.endpoint,
         plans=[PlannedFile.of(plan) for plan in plans],
         estimate=estimate,
         expected_output_tokens=expected,
+        input_tokens_label=", ".join(sorted(labels)) if labels else "exact",
     )

@@ -26,13 +26,14 @@ from batchgrader.prompting.answers import answer_instruction
 from batchgrader.prompting.options import AnswerMode, RequestOptions
 from batchgrader.prompting.prompts import Prompt, Scale, Template, load_prompt
 from batchgrader.providers.base import Provider, RequestCodec, TokenCounter
-from batchgrader.providers.registry import provider_for
+from batchgrader.providers.registry import provider_for, provider_name
 from batchgrader.settings import DEFAULT_REASONING_EFFORT, Settings
 
 log = logging.getLogger(__name__)
 
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
+MESSAGES = "/v1/messages"
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,11 @@ def request_spec(
     price = table.find(req.model) if allow_unpriced else table.resolve(req.model)
     prompt = load_prompt(req.prompt, req.examples_file, schema_file)
     notes: list[str] = []
-    endpoint = _endpoint(req.model, req.endpoint, model, notes)
+    provider = provider_name(settings)
+    if provider == "anthropic":
+        endpoint = _anthropic_endpoint(req.model, req.endpoint)
+    else:
+        endpoint = _endpoint(req.model, req.endpoint, model, notes)
     mode = _answer_mode(prompt, req.structured_output, model)
     instruction = answer_instruction(prompt, mode)
     if instruction is not None:
@@ -163,8 +168,24 @@ def request_spec(
         notes.append(note)
     max_tokens = req.max_tokens_per_response or rules.default_max_tokens(model, effort)
     _check_room(req.model, model, max_tokens)
+    if provider == "anthropic" and settings.anthropic.key is not None:
+        calls = int(
+            settings.anthropic.count_tokens_rpm * settings.anthropic.count_tokens_seconds / 60
+        )
+        notes.append(
+            "Claude's input tokens are counted with Anthropic's free count_tokens before a "
+            f"new job is planned: at most {calls:,} calls per file, "
+            f"{settings.anthropic.count_tokens_rpm:,} a minute (anthropic.count_tokens_rpm); "
+            "bigger files are sampled."
+        )
     temperature = req.temperature
-    if temperature is not None and not model.temperature:
+    if temperature is not None and provider == "anthropic":
+        notes.append(
+            "Anthropic's current API version refuses sampling parameters: "
+            "request.temperature is not sent."
+        )
+        temperature = None
+    elif temperature is not None and not model.temperature:
         notes.append(f"{req.model} takes no temperature: request.temperature is not sent.")
         temperature = None
     options = RequestOptions(
@@ -178,7 +199,9 @@ def request_spec(
         fold_system=not model.system_message,
         reasoning=model.reasoning,
     )
-    return _spec(settings, prompt, options, price, req.response_field, fmt, fail_on_empty, notes)
+    return _spec(
+        settings, prompt, options, price, req.response_field, fmt, fail_on_empty, notes, provider
+    )
 
 
 def spec_of_job(stored_json: str, settings: Settings) -> RequestSpec:
@@ -205,7 +228,9 @@ def spec_of_job(stored_json: str, settings: Settings) -> RequestSpec:
     )
     table = PriceTable.load(settings.paths.pricing_file).with_overrides(settings.pricing)
     price = table.find(stored.model)
-    return _spec(settings, prompt, options, price, stored.column, stored.format, False, [])
+    return _spec(
+        settings, prompt, options, price, stored.column, stored.format, False, [], stored.provider
+    )
 
 
 def _spec(
@@ -217,8 +242,9 @@ def _spec(
     fmt: Format | None,
     fail_on_empty: bool,
     notes: list[str],
+    provider_id: str,
 ) -> RequestSpec:
-    provider = provider_for(settings)
+    provider = provider_for(settings, provider_id)
     model = rules.of(options.model)
     window = model.context_window
     return RequestSpec(
@@ -226,7 +252,7 @@ def _spec(
         options=options,
         provider=provider,
         codec=provider.codec(options, prompt, max_usage=window),
-        counter=provider.counter(options.model),
+        counter=provider.counter(options, prompt),
         price=price,
         text_column=column,
         format=fmt,
@@ -250,6 +276,18 @@ def _endpoint(name: str, asked: str | None, model: rules.ModelRules, notes: list
             hint=f"Drop --endpoint (request.endpoint) or set it to {only}.",
         )
     return asked
+
+
+def _anthropic_endpoint(name: str, asked: str | None) -> str:
+    """Anthropic serves every model on the Messages API (batched by Message Batches)."""
+    if asked is not None:
+        raise UsageError(
+            f"{name} is answered by Anthropic's Messages API: --endpoint ({asked}) is an "
+            "OpenAI setting.",
+            hint="Drop --endpoint (request.endpoint), or pass --provider openai for an "
+            "OpenAI-compatible server.",
+        )
+    return MESSAGES
 
 
 def _check_room(name: str, model: rules.ModelRules, max_tokens: int) -> None:

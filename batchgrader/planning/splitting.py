@@ -33,6 +33,7 @@ from batchgrader.data.reading import InputFile
 from batchgrader.data.writing import APPENDABLE, append_rows, sink_rows
 from batchgrader.errors import InputFileError, OutputExistsError, UsageError
 from batchgrader.planning.chunking import Chunk, ChunkPlanner, Limits
+from batchgrader.planning.measure import ScaledCounter, calibrate, measure
 from batchgrader.planning.spec import RequestSpec
 from batchgrader.planning.workload import Workload
 from batchgrader.settings import ChunkingSettings
@@ -76,6 +77,9 @@ class FileSplit(BaseModel):
     within_limits: bool
     out_dir: str | None
     parts: list[PartSpec]
+    #: ``exact``; for Claude the measured figure's label (``sampled ±x%``, ...): the
+    #: tokens of each part are then the upper bound of its estimate.
+    tokens_label: str = "exact"
 
 
 class SplitReport(BaseModel):
@@ -117,6 +121,7 @@ class _Plan:
     chunks: list[Chunk]
     requests: list[int]
     targets: list[Path]  # empty when the file is within the limits
+    tokens_label: str = "exact"
 
 
 def split_files(
@@ -129,7 +134,7 @@ def split_files(
     dry_run: bool = False,
 ) -> SplitReport:
     """Plan every file, check every target, then write all parts (unless ``dry_run``)."""
-    plans = [_plan(Workload.of(path, spec), limits, out_dir) for path in paths]
+    plans = [_plan(_measured(path, spec, limits), limits, out_dir) for path in paths]
     _check_targets(plans, overwrite)
     for plan in plans:
         _warn_stale(plan)
@@ -144,6 +149,15 @@ def split_files(
             _file_split(plan, None if sizes is None else sizes[i]) for i, plan in enumerate(plans)
         ],
     )
+
+
+def _measured(path: Path, spec: RequestSpec, limits: Limits) -> Workload:
+    """The file's workload; with a token limit, a Claude file's row tokens are scaled to
+    the upper bound of its measured figure (``planning.measure``): no part is over it."""
+    workload = Workload.of(path, spec)
+    if limits.tokens is not None:
+        calibrate(workload, measure(workload, spec), upper=True)
+    return workload
 
 
 def _batch_rows(source: InputFile) -> int:
@@ -172,7 +186,11 @@ def _plan(workload: Workload, limits: Limits, out_dir: Path | None) -> _Plan:
         if len(chunks) > 1
         else []
     )
-    return _Plan(source, chunks, requests, targets)
+    counter = workload.counter
+    label = counter.figure.label if isinstance(counter, ScaledCounter) else "exact"
+    if label == "exact" and counter.kind != "exact":
+        label = f"approximate ±{counter.error_band * 100:.1f}%"
+    return _Plan(source, chunks, requests, targets, label)
 
 
 def _check_targets(plans: list[_Plan], overwrite: bool) -> None:
@@ -334,5 +352,6 @@ def _file_split(plan: _Plan, sizes: list[int] | None) -> FileSplit:
         tokens=sum(c.tokens for c in plan.chunks),
         within_limits=not plan.targets,
         out_dir=str(plan.targets[0].parent) if plan.targets else None,
+        tokens_label=plan.tokens_label,
         parts=parts,
     )

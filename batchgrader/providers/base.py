@@ -217,6 +217,25 @@ class TokenCounter(Protocol):
     def message_overhead(self, roles: Sequence[str]) -> int: ...
 
 
+class RequestCounter(Protocol):
+    """Exact input tokens of whole request bodies, counted by the provider (network calls).
+
+    For providers without an offline tokenizer (Anthropic); the core decides which
+    requests to count (all of them, or a sample) and extrapolates.
+    """
+
+    #: Requests it can count within its time budget (at its rate limit).
+    capacity: int
+    #: What counts, for people (``count_tokens (Anthropic)``).
+    name: str
+
+    def count_bodies(self, bodies: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Input tokens of each request body (identical bodies are counted once)."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class BatchTransport(Protocol):
     """A provider's batch calls; every failure is one of ``batchgrader.errors``."""
 
@@ -295,7 +314,14 @@ class Provider(Protocol):
         self, options: RequestOptions, prompt: Prompt, *, max_usage: int | None = None
     ) -> RequestCodec: ...
 
-    def counter(self, model: str) -> TokenCounter: ...
+    def counter(self, options: RequestOptions, prompt: Prompt) -> TokenCounter:
+        """The offline counter of these requests' input tokens (exact, or approximate)."""
+        ...
+
+    def request_counter(self, model: str) -> RequestCounter | None:
+        """Exact counting of whole requests at the provider, when ``counter`` is only
+        approximate and the provider can be asked (a key is set); else None."""
+        ...
 
     def batch_transport(self) -> BatchTransport: ...
 

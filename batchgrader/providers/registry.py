@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from batchgrader.providers.anthropic import AnthropicProvider
 from batchgrader.providers.base import Provider
 from batchgrader.providers.openai import OpenAIProvider
 from batchgrader.settings import Settings
 
+PROVIDERS = ("openai", "anthropic")
 
-def provider_for(settings: Settings) -> Provider:
-    """The provider of the settings' model."""
+
+def provider_name(settings: Settings, model: str | None = None) -> str:
+    """``request.provider``, or with ``auto`` the one the model's name implies.
+
+    ``auto`` picks ``anthropic`` for model names starting with ``claude`` (an
+    ``anthropic/`` prefix is allowed) and ``openai`` for every other name.
+    """
+    asked = settings.request.provider
+    if asked != "auto":
+        return asked
+    name = (model or settings.request.model).strip().lower().removeprefix("anthropic/")
+    return "anthropic" if name.startswith("claude") else "openai"
+
+
+def provider_for(settings: Settings, name: str | None = None) -> Provider:
+    """The provider ``name`` (default: the settings' choice), configured from the settings."""
+    chosen = name or provider_name(settings)
+    if chosen == "anthropic":
+        return AnthropicProvider(settings.anthropic, settings.api)
     return OpenAIProvider(settings.api)

@@ -109,8 +109,11 @@ def count_table(report: CountReport) -> Group:
         window,
     )
     files = list(report.files) + ([report.total] if report.total else [])
+    labels = sorted({f.input_tokens_label for f in files})
+    exact = labels == ["exact"]
+    title = "Tokens (exact, as sent)" if exact else f"Tokens (as sent; input {', '.join(labels)})"
     tokens = FitTable(
-        "Tokens (exact, as sent)",
+        title,
         shrink=("mean", "skipped", "file", "requests", "max (row)", "over context"),
     )
     tokens.column("file", "path")
@@ -121,7 +124,10 @@ def count_table(report: CountReport) -> Group:
         "Cost estimate (Batch API; synchronous beside)",
         caption=[
             Text(
-                "input: exact; expected: typical answer size; worst: max_tokens_per_response",
+                "input: exact; expected: typical answer size; worst: max_tokens_per_response"
+                if exact
+                else "input: the estimate (worst: its upper bound); expected: typical answer "
+                "size; worst: max_tokens_per_response",
                 style="dim",
             )
         ],
@@ -137,7 +143,8 @@ def count_table(report: CountReport) -> Group:
             f"{f.rows:,}",
             f"{f.skipped:,}",
             f"{f.requests:,}",
-            f"{f.input_tokens:,}",
+            f"{f.input_tokens:,}"
+            + ("" if f.input_tokens_label == "exact" else f" ({f.input_tokens_label})"),
             f"{f.mean_tokens:,.1f}",
             f"{f.max_tokens:,}" + (f" ({f.max_row:,})" if f.max_row else ""),
             f"{f.over_context:,}",
@@ -180,6 +187,14 @@ def dry_run_table(report: DryRun) -> Group:
             )
         parts.append(table)
     e = report.estimate
+    if report.input_tokens_label != "exact":
+        parts.append(
+            Text(
+                f"Input tokens are {report.input_tokens_label} (counted offline); chunk tokens "
+                "are their upper bound. batchgrader count with a key counts them exactly.",
+                style="dim",
+            )
+        )
     parts.append(
         Text.assemble(
             ("Estimated cost at Batch API rates: ", "bold"),
@@ -365,7 +380,11 @@ def split_table(report: SplitReport) -> Group:
                 "-" if p.bytes is None else f"{p.bytes:,}",
             )
         parts.append(table)
-    parts.append(Text(f"Each part: {limits} (request tokens for {report.model}).", style="dim"))
+    estimated = sorted({f.tokens_label for f in report.files} - {"exact"})
+    note = f"; tokens {', '.join(estimated)}, upper bound used" if estimated else ""
+    parts.append(
+        Text(f"Each part: {limits} (request tokens for {report.model}{note}).", style="dim")
+    )
     return Group(*parts)
 
 

@@ -40,8 +40,12 @@ class OpenAIProvider:
     ) -> OpenAICodec:
         return OpenAICodec(options, prompt, max_usage=max_usage)
 
-    def counter(self, model: str) -> Counter:
-        return Counter.for_model(model)
+    def counter(self, options: RequestOptions, prompt: Prompt) -> Counter:
+        return Counter.for_model(options.model)
+
+    def request_counter(self, model: str) -> None:
+        """None: tiktoken counts OpenAI requests exactly, offline."""
+        return None
 
     def batch_transport(self) -> OpenAIBatches:
         # Imported here: the SDK takes about a second to import, and only the commands
