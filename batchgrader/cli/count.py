@@ -21,10 +21,6 @@ from batchgrader.cli._options import (
     SchemaOption,
     request_overrides,
 )
-from batchgrader.data import formats, reading
-from batchgrader.planning.estimate import count_files
-from batchgrader.planning.spec import request_spec
-from batchgrader.render import tables
 
 
 def count(
@@ -44,6 +40,11 @@ def count(
     json_output: JsonOption = False,
 ) -> None:
     """Count the exact request tokens of each file and estimate the cost. No requests are made."""
+    from batchgrader.data import formats, reading
+    from batchgrader.planning.estimate import count_files
+    from batchgrader.planning.spec import request_spec
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     loaded = app.load(

@@ -24,14 +24,7 @@ from batchgrader.cli._options import (
     YesOption,
     request_overrides,
 )
-from batchgrader.cli._run import finish, open_ledger, session
-from batchgrader.data import formats, reading
 from batchgrader.errors import UsageError
-from batchgrader.execution.resubmit import RetryScope
-from batchgrader.execution.run import GradeOptions, Grader
-from batchgrader.planning.plans import dry_run
-from batchgrader.planning.spec import request_spec
-from batchgrader.render import tables
 
 
 def grade(
@@ -104,6 +97,14 @@ def grade(
     json_output: JsonOption = False,
 ) -> None:
     """Grade every row of the input files with the judge through the Batch API."""
+    from batchgrader.cli._run import finish, open_ledger, session
+    from batchgrader.data import formats, reading
+    from batchgrader.execution.resubmit import RetryScope
+    from batchgrader.execution.run import GradeOptions, Grader
+    from batchgrader.planning.plans import dry_run
+    from batchgrader.planning.spec import request_spec
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     loaded = app.load(

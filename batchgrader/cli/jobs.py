@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import JsonOption, YesOption
-from batchgrader.cli._run import find_job, finish, identity, open_ledger, session
-from batchgrader.execution.listing import job_detail, job_list
-from batchgrader.execution.maintenance import (
-    ForgottenLimits,
-    adopt_batch,
-    cancel_job,
-    clean_jobs,
-    forget_limits,
-)
-from batchgrader.execution.resubmit import RetryScope
-from batchgrader.execution.retrying import RetryPolicy
-from batchgrader.execution.run import GradeOptions, Grader
-from batchgrader.planning.spec import spec_of_job
-from batchgrader.providers.registry import provider_for
-from batchgrader.render import tables
-from batchgrader.settings import Settings
+
+if TYPE_CHECKING:
+    from batchgrader.execution.resubmit import RetryScope
+    from batchgrader.execution.retrying import RetryPolicy
+    from batchgrader.settings import Settings
 
 jobs_app = typer.Typer(
     no_args_is_help=True, help="List, inspect, resume, retry, cancel and clean up jobs."
@@ -42,6 +31,10 @@ def list_jobs(
     json_output: JsonOption = False,
 ) -> None:
     """List running jobs (all jobs with --all)."""
+    from batchgrader.cli._run import open_ledger
+    from batchgrader.execution.listing import job_list
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     with open_ledger(app.load().settings) as ledger:
@@ -51,6 +44,10 @@ def list_jobs(
 @jobs_app.command("show")
 def show(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -> None:
     """Show a job's chunks: batch ids, status, counts and errors."""
+    from batchgrader.cli._run import find_job, open_ledger
+    from batchgrader.execution.listing import job_detail
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     with open_ledger(app.load().settings) as ledger:
@@ -66,6 +63,10 @@ def _resume(
     yes: bool,
     no_wait: bool,
 ) -> None:
+    from batchgrader.cli._run import find_job, finish, open_ledger, session
+    from batchgrader.execution.run import GradeOptions, Grader
+    from batchgrader.planning.spec import spec_of_job
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
@@ -103,6 +104,8 @@ def retry(
     json_output: JsonOption = False,
 ) -> None:
     """Resend the rows of a job whose error a retry can fix, and update its graded file."""
+    from batchgrader.execution.resubmit import RetryScope
+
     scope = RetryScope.ALL if all_errors else RetryScope.FAILED
     _resume(ctx, job_id, json_output, retry=scope, yes=yes, no_wait=no_wait)
 
@@ -110,6 +113,12 @@ def retry(
 @jobs_app.command("cancel")
 def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -> None:
     """Cancel a job's running batches at the provider; finished results are kept."""
+    from batchgrader.cli._run import find_job, identity, open_ledger
+    from batchgrader.execution.listing import job_detail
+    from batchgrader.execution.maintenance import cancel_job
+    from batchgrader.planning.spec import spec_of_job
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
@@ -135,6 +144,11 @@ def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -
 @jobs_app.command("clean")
 def clean(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Remove finished jobs' files; keep what --retry-failed needs of jobs with failed rows."""
+    from batchgrader.cli._run import open_ledger
+    from batchgrader.execution.maintenance import clean_jobs
+    from batchgrader.providers.registry import provider_for
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
@@ -157,6 +171,12 @@ def adopt(
     json_output: JsonOption = False,
 ) -> None:
     """Adopt a batch as a chunk's, after a lost create answer left several candidates."""
+    from batchgrader.cli._run import find_job, open_ledger
+    from batchgrader.execution.listing import job_detail
+    from batchgrader.execution.maintenance import adopt_batch
+    from batchgrader.planning.spec import spec_of_job
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
@@ -181,6 +201,10 @@ def forget(
     json_output: JsonOption = False,
 ) -> None:
     """Forget the enqueued-token limits learned from the provider's refusals."""
+    from batchgrader.cli._run import open_ledger
+    from batchgrader.execution.maintenance import ForgottenLimits, forget_limits
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     with open_ledger(app.load().settings) as ledger:
@@ -189,6 +213,8 @@ def forget(
 
 
 def _policy(settings: Settings) -> RetryPolicy:
+    from batchgrader.execution.retrying import RetryPolicy
+
     return RetryPolicy(
         retries=settings.api.max_retries,
         max_wait=settings.api.retry_max_wait_seconds,
