@@ -6,14 +6,15 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import BaseModel
-from rich.console import Console, RenderableType
 
-from batchgrader import logs
-from batchgrader.settings import LoadedSettings, load_settings
+if TYPE_CHECKING:  # loaded by the commands that use them, not by --help or a TAB
+    from pydantic import BaseModel
+    from rich.console import Console, RenderableType
+
+    from batchgrader.settings import LoadedSettings
 
 
 @dataclass
@@ -24,8 +25,8 @@ class AppContext:
     verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose, 2 debug
     debug: bool = False
     json_mode: bool = False
-    out: Console = field(default_factory=lambda: Console(soft_wrap=True))
-    err: Console = field(default_factory=lambda: Console(stderr=True))
+    out: Console = field(default_factory=lambda: _console(stderr=False))
+    err: Console = field(default_factory=lambda: _console(stderr=True))
     log_file: Path | None = None
     secret: str | None = None  # the API key in force, kept out of every message
 
@@ -39,6 +40,9 @@ class AppContext:
 
     def load(self, overrides: Mapping[str, Any] | None = None) -> LoadedSettings:
         """Load settings with this command's flags and start the run's log."""
+        from batchgrader import logs
+        from batchgrader.settings import load_settings
+
         loaded = load_settings(overrides, self.config_file)
         settings = loaded.settings
         key = settings.api.key.get_secret_value() if settings.api.key else None
@@ -74,3 +78,9 @@ class AppContext:
         """A message for people (stderr), silenced by --quiet and in --json mode."""
         if self.verbosity >= 0 and not self.json_mode:
             self.err.print(message, highlight=False)
+
+
+def _console(*, stderr: bool) -> Console:
+    from rich.console import Console  # rich is loaded by a command, not by a TAB
+
+    return Console(stderr=True) if stderr else Console(soft_wrap=True)

@@ -12,7 +12,6 @@ import logging
 from typing import Any
 
 import typer
-from rich.markup import escape
 from typer.core import TyperGroup
 
 from batchgrader.cli._context import AppContext
@@ -24,6 +23,8 @@ log = logging.getLogger("batchgrader.cli")
 
 def report(app: AppContext, exc: BatchgraderError) -> None:
     """Show one error the way the mode asks for (the API key masked, wherever it is)."""
+    from rich.markup import escape
+
     if app.secret:
         for name in ("message", "hint"):
             text = getattr(exc, name)
