@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from batchgrader import __version__
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._errors import BoundaryGroup
 from batchgrader.cli.config import config_app
@@ -40,6 +39,8 @@ app.add_typer(jobs_app, name="jobs")
 
 def _version(value: bool) -> None:
     if value:
+        from batchgrader import __version__
+
         typer.echo(f"batchgrader {__version__}")
         raise typer.Exit()
 
