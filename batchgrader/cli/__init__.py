@@ -16,6 +16,7 @@ from batchgrader.cli.count import count
 from batchgrader.cli.grade import grade
 from batchgrader.cli.jobs import jobs_app
 from batchgrader.cli.split import split
+from batchgrader.cli.tokenizer import tokenizer_app
 
 app = typer.Typer(
     name="batchgrader",
@@ -35,6 +36,7 @@ app.command()(costs)
 app.command()(split)
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(tokenizer_app, name="tokenizer")
 
 
 def _version(value: bool) -> None:
