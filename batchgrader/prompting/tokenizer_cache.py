@@ -179,7 +179,7 @@ def fetch(requested: Iterable[str] = ()) -> TokenizerStatus:
         except (OSError, ValueError) as exc:  # requests' errors are OSErrors
             raise TokenizerUnavailable(
                 f"Could not download the tokenizer encoding '{row.name}' from {row.url} "
-                f"into {folder}: {_reason(exc)}",
+                f"into {folder}: {describe_error(exc)}",
                 hint=f"Check the network or proxy (HTTPS_PROXY). Or run '{FETCH_COMMAND}' on "
                 "a machine that has network and copy the folder it names here, or set "
                 f"TIKTOKEN_CACHE_DIR to a folder that holds the files ({OFFLINE_DOCS}).",
@@ -195,7 +195,7 @@ def fetch(requested: Iterable[str] = ()) -> TokenizerStatus:
     return TokenizerStatus(folder=folder, source=cache_source(), encodings=rows)
 
 
-def _reason(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     """The gist of a download error: requests' own messages run to several hundred characters."""
     text = " ".join(str(exc).split())
     if len(text) <= 160:

@@ -41,7 +41,8 @@ def _encoding(name: str) -> tiktoken.Encoding:
             return tiktoken.get_encoding(name)
     except (OSError, ValueError) as exc:
         raise TokenizerUnavailable(
-            f"The tokenizer encoding '{name}' could not be loaded from {folder}: {exc}",
+            f"The tokenizer encoding '{name}' could not be loaded from {folder}: "
+            f"{tokenizer_cache.describe_error(exc)}",
             hint="tiktoken downloads its encodings on first use, which needs network access. "
             f"Run '{tokenizer_cache.FETCH_COMMAND}' once where there is network, copy the "
             "folder it fills, or set TIKTOKEN_CACHE_DIR to a folder holding the files "
