@@ -28,6 +28,9 @@ COMMANDS = [
     ["jobs", "retry"],
     ["jobs", "cancel"],
     ["jobs", "clean"],
+    ["tokenizer", "fetch"],
+    ["tokenizer", "status"],
+    ["tokenizer", "path"],
 ]
 
 

@@ -26,7 +26,7 @@ def show(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
 @config_app.command("path")
 def path(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """Print the config files read and the state, ledger and log folders."""
+    """Print the config files read, the state, ledger and log folders, and the tokenizer cache."""
     from batchgrader.config_report import path_report
     from batchgrader.render import tables
 
