@@ -46,7 +46,11 @@ from harness import set_priority, wait_for_quiet, write_section
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 REPRODUCE = "uv run python benchmarks/bench_startup.py"
-TARGET_S = 0.25
+TARGET_S = 0.25  # the issue's, on its machine
+TARGET_CASES = ("--help", "TAB (`gr`)")
+#: What batchgrader may add to a Typer app's own start-up (less machine-bound).
+TARGET_OVER_TYPER_S = 0.1
+MINIMAL = "minimal Typer app"
 #: The libraries a start-up must not need, and two it should not need either.
 HEAVY = ("polars", "openai", "anthropic", "tiktoken", "pydantic_settings", "tenacity", "filelock")
 
@@ -172,7 +176,7 @@ def variants(tmp: Path, compare: str | None) -> list[Variant]:
     minimal.write_text(MINIMAL_APP, encoding="utf-8")
     out = [
         Variant("`python -c pass`", [sys.executable, "-c", "pass"], baseline=True),
-        Variant("minimal Typer app", [sys.executable, str(minimal)], cases=MINIMAL_CASES),
+        Variant(MINIMAL, [sys.executable, str(minimal)], cases=MINIMAL_CASES),
     ]
     if compare:
         old = extract(compare, tmp / "old")
@@ -233,7 +237,6 @@ def _cell(s: Sample) -> str:
 def report(results: dict[str, dict[str, Sample]], runs: int, load: float) -> str:
     m = _machine()
     names = list(results)
-    current = names[-1]
     lines = [
         "## Start-up: `--help`, `--version` and a TAB (issue 14)",
         "",
@@ -277,14 +280,32 @@ def report(results: dict[str, dict[str, Sample]], runs: int, load: float) -> str
         cells = [", ".join(results[n][case].heavy) or "none" for n in names[1:]]
         lines.append(f"| {case} | " + " | ".join(cells) + " |")
     lines += ["", "| target | measured | met |", "|---|---:|---|"]
-    for case in CASES:
-        median = statistics.median(results[current][case].wall)
-        if case in ("--help", "TAB (`gr`)"):
-            lines.append(
-                f"| `batchgrader {case}` under {TARGET_S} s | {median:.3f} s | "
-                f"{'yes' if median < TARGET_S else '**no**'} |"
-            )
+    for name, measured, met in targets(results):
+        lines.append(f"| {name} | {measured} | {'yes' if met else '**no**'} |")
     return "\n".join(lines)
+
+
+def targets(results: dict[str, dict[str, Sample]]) -> list[tuple[str, str, bool]]:
+    """The issue's absolute target, and batchgrader's overhead over the minimal Typer app."""
+    current, minimal = results[list(results)[-1]], results[MINIMAL]
+    out = []
+    for case in TARGET_CASES:
+        median = statistics.median(current[case].wall)
+        out.append((f"{_label(case)} under {TARGET_S} s", f"{median:.3f} s", median < TARGET_S))
+    for case in CASES:
+        extra = statistics.median(current[case].wall) - statistics.median(minimal[case].wall)
+        out.append(
+            (
+                f"{_label(case)} within {TARGET_OVER_TYPER_S} s of the minimal Typer app's",
+                f"{extra:+.3f} s",
+                extra <= TARGET_OVER_TYPER_S,
+            )
+        )
+    return out
+
+
+def _label(case: str) -> str:
+    return "a TAB" if case.startswith("TAB") else f"`batchgrader {case}`"
 
 
 BEGIN, END = "<!-- BEGIN bench_startup (generated) -->", "<!-- END bench_startup -->"
@@ -311,10 +332,9 @@ def main() -> None:
     print(text)
     if not args.no_docs:
         write_section(args.docs, BEGIN, END, text)
-    current = results[vs[-1].name]
-    missed = [c for c in ("--help", "TAB (`gr`)") if statistics.median(current[c].wall) >= TARGET_S]
+    missed = [name for name, _, met in targets(results) if not met]
     if args.check and missed:
-        raise SystemExit(f"target missed: {', '.join(missed)}")
+        raise SystemExit(f"target missed: {'; '.join(missed)}")
 
 
 if __name__ == "__main__":
