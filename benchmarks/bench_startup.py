@@ -1,8 +1,10 @@
 """Benchmark how fast ``batchgrader`` starts: ``--help``, ``grade --help``, ``--version``, a TAB.
 
-Each case runs as a fresh process, hyperfine-style: warm-up runs first (a warm bytecode
-cache, as an installed CLI has), then ``--runs`` timed runs of every variant in rotation,
-so a busy moment of the machine hits them all alike. Wall and CPU time come from
+Each case runs as a fresh process, hyperfine-style: warm-up runs first (they write the
+bytecode, in a private ``PYTHONPYCACHEPREFIX``, even when the shell sets
+``PYTHONDONTWRITEBYTECODE``: an installed CLI has its ``.pyc`` files), then ``--runs``
+timed runs of every variant in rotation, so a busy moment of the machine hits them all
+alike. Wall and CPU time come from
 ``os.wait4`` on the child. The variants, measured in the same run:
 
 - ``python -c pass``: the interpreter alone, the floor of any Python CLI;
@@ -129,10 +131,16 @@ class Sample:
     heavy: tuple[str, ...] = ()
 
 
+#: The children's environment: bytecode written and read in a private folder, as an
+#: installed CLI has its .pyc files (a PYTHONDONTWRITEBYTECODE=1 shell would otherwise
+#: time compiling every module from source, twice the work).
+BASE_ENV: dict[str, str] = {}
+
+
 def run_once(variant: Variant, case: str, profile: bool = False) -> tuple[float, float, str]:
     """(wall s, CPU s, stderr) of one fresh process of ``variant`` answering ``case``."""
     args, extra = ([], {}) if variant.baseline else variant.cases[case]
-    env = {**os.environ, **variant.env, **extra}
+    env = {**BASE_ENV, **variant.env, **extra}
     if profile:
         env["PYTHONPROFILEIMPORTTIME"] = "1"
     start = time.perf_counter()
@@ -249,7 +257,9 @@ def report(results: dict[str, dict[str, Sample]], runs: int, load: float) -> str
         f"- Python {m['python']}; {m['versions']} ({m['commit']})",
         "",
         "Wall time in seconds of a fresh process, median of "
-        f"{runs} runs (min–max), warm bytecode cache; each variant is asked the same "
+        f"{runs} runs (min–max), after warm-up runs, with the bytecode cached (in a private "
+        "`PYTHONPYCACHEPREFIX`, as an installed CLI has its `.pyc` files); each variant is "
+        "asked the same "
         "thing (the minimal Typer app: its own command and completion). The TAB is what "
         "bash's completion function runs: `_BATCHGRADER_COMPLETE=complete_bash "
         'COMP_WORDS="batchgrader gr" COMP_CWORD=1 batchgrader`.',
@@ -325,6 +335,9 @@ def main() -> None:
     if args.nice:
         set_priority(args.nice)
     with tempfile.TemporaryDirectory() as tmp:
+        BASE_ENV.update(os.environ)
+        BASE_ENV.pop("PYTHONDONTWRITEBYTECODE", None)
+        BASE_ENV["PYTHONPYCACHEPREFIX"] = str(Path(tmp) / "pycache")
         vs = variants(Path(tmp), args.compare)
         load = wait_for_quiet(args.quiet_wait) if args.quiet_wait else 0.0
         results = bench(vs, args.runs, args.warmup, args.quiet_wait)
