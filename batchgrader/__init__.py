@@ -1,5 +1,11 @@
 """BatchGrader: grade big files of texts with an LLM judge through the OpenAI Batch API."""
 
-from importlib.metadata import version
 
-__version__ = version("batchgrader")
+def __getattr__(name: str) -> str:
+    # __version__ is read from the installed metadata when asked for: importlib.metadata
+    # costs more than the rest of ``batchgrader --help``'s own imports.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("batchgrader")
+    raise AttributeError(f"module 'batchgrader' has no attribute {name!r}")

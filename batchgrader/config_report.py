@@ -10,6 +10,7 @@ from pydantic import BaseModel, SecretStr
 
 from batchgrader import paths
 from batchgrader.masking import mask
+from batchgrader.prompting import tokenizer_cache
 from batchgrader.settings import LoadedSettings, iter_settings
 
 
@@ -58,7 +59,10 @@ def config_report(loaded: LoadedSettings) -> ConfigReport:
 
 
 def path_report(loaded: LoadedSettings) -> PathReport:
-    """Every file read (existing or not) and every directory batchgrader writes to."""
+    """Every file read (existing or not) and every directory batchgrader writes to.
+
+    The tokenizer's encodings count as existing only when intact (tiktoken would use them).
+    """
     rows = [PathRow(name=name, path=path, exists=exists) for name, path, exists in loaded.files]
     state = loaded.settings.state_dir()
     for name, path in (
@@ -68,4 +72,15 @@ def path_report(loaded: LoadedSettings) -> PathReport:
         ("log dir", loaded.settings.log_dir()),
     ):
         rows.append(PathRow(name=name, path=path, exists=path.exists()))
+    tokenizer = tokenizer_cache.status()
+    where = "" if tokenizer.source == "batchgrader" else f" ({tokenizer.source})"
+    rows.append(
+        PathRow(
+            name=f"tokenizer cache{where}", path=tokenizer.folder, exists=tokenizer.folder.exists()
+        )
+    )
+    rows += [
+        PathRow(name=f"encoding {e.name}", path=e.path, exists=e.present)
+        for e in tokenizer.encodings
+    ]
     return PathReport(paths=rows)

@@ -48,13 +48,13 @@ from pydantic_settings import (
 
 from batchgrader import paths
 from batchgrader.errors import ConfigError
+from batchgrader.providers.names import ProviderName
 
 Endpoint = Literal["/v1/chat/completions", "/v1/responses"]
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
 DEFAULT_REASONING_EFFORT: Final = "low"
 ServiceTier = Literal["auto", "default", "flex", "priority"]
 #: Who answers: ``auto`` picks ``anthropic`` for model names starting with ``claude``.
-ProviderName = Literal["auto", "openai", "anthropic"]
 ENV_PREFIX = "BATCHGRADER_"
 
 

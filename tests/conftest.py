@@ -10,7 +10,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner, Result
 
+from batchgrader import paths
 from batchgrader.cli import app
+from batchgrader.prompting import tokenizer_cache
 from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.fakes.batch_api import FakeBatchAPI
 
@@ -26,6 +28,37 @@ FAKE_ANTHROPIC_KEY = "sk-ant-test-FAKEKEY00000000000000000000qrst"
 
 SHARED_TIKTOKEN_CACHE = Path(__file__).resolve().parents[2] / "shared" / "tiktoken-cache"
 
+#: The folder holding tiktoken's encodings that every test uses (set at configure).
+TIKTOKEN_CACHE: Path | None = None
+
+
+def tiktoken_cache_candidates() -> list[Path]:
+    """Where the suite looks for tiktoken's encodings, in order.
+
+    A ``TIKTOKEN_CACHE_DIR`` the developer (or ``.ci/run``) set is the only place looked
+    at; otherwise batchgrader's own cache folder (what ``batchgrader tokenizer fetch``
+    fills, under the developer's ``BATCHGRADER_HOME`` if set), then the shared folder
+    beside the checkout.
+    """
+    if paths.tokenizer_cache_env() is not None:
+        return [paths.tokenizer_cache_dir()]
+    return [paths.tokenizer_cache_dir(), SHARED_TIKTOKEN_CACHE]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Stop at start, with one message, when no folder holds tiktoken's encodings."""
+    global TIKTOKEN_CACHE
+    candidates = tiktoken_cache_candidates()
+    TIKTOKEN_CACHE = next((c for c in candidates if tokenizer_cache.holds_all(c)), None)
+    if TIKTOKEN_CACHE is None:
+        names = " and ".join(tokenizer_cache.ENCODINGS)
+        where = " nor in ".join(str(c) for c in candidates)
+        raise pytest.UsageError(
+            f"The tests count tokens offline with tiktoken's {names} encodings, which are "
+            f"not in {where}. Run 'uv run batchgrader tokenizer fetch' once with network "
+            "access (or set TIKTOKEN_CACHE_DIR to a folder holding them; docs/offline.md)."
+        )
+
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
@@ -35,8 +68,9 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
             monkeypatch.delenv(name)
     home = tmp_path / "bg-home"
     monkeypatch.setenv("BATCHGRADER_HOME", str(home))
-    if SHARED_TIKTOKEN_CACHE.is_dir() and "TIKTOKEN_CACHE_DIR" not in os.environ:
-        monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(SHARED_TIKTOKEN_CACHE))
+    assert TIKTOKEN_CACHE is not None  # pytest_configure stopped the session otherwise
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
+    monkeypatch.delenv("DATA_GYM_CACHE_DIR", raising=False)
     monkeypatch.setenv("COLUMNS", "120")
     monkeypatch.delenv("FORCE_COLOR", raising=False)
     work = tmp_path / "work"

@@ -32,6 +32,9 @@ COMMANDS = [
     ["jobs", "forget-limits"],
     ["report"],
     ["docs"],
+    ["tokenizer", "fetch"],
+    ["tokenizer", "status"],
+    ["tokenizer", "path"],
 ]
 
 

@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from batchgrader import __version__
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._errors import BoundaryGroup, handle_sigterm
 from batchgrader.cli._options import DebugOption, QuietOption, VerboseOption
@@ -20,6 +19,7 @@ from batchgrader.cli.grade import grade
 from batchgrader.cli.jobs import jobs_app
 from batchgrader.cli.report import report
 from batchgrader.cli.split import split
+from batchgrader.cli.tokenizer import tokenizer_app
 
 app = typer.Typer(
     name="batchgrader",
@@ -42,10 +42,13 @@ app.command()(report)
 app.add_typer(config_app, name="config")
 app.add_typer(jobs_app, name="jobs")
 app.command()(docs)
+app.add_typer(tokenizer_app, name="tokenizer")
 
 
 def _version(value: bool) -> None:
     if value:
+        from batchgrader import __version__
+
         typer.echo(f"batchgrader {__version__}")
         raise typer.Exit()
 

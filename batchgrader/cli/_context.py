@@ -6,15 +6,15 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import BaseModel
-from rich.console import Console, RenderableType
 
-from batchgrader import logs
-from batchgrader.cli import _json
-from batchgrader.settings import LoadedSettings, load_settings
+if TYPE_CHECKING:  # loaded by the commands that use them, not by --help or a TAB
+    from pydantic import BaseModel
+    from rich.console import Console, RenderableType
+
+    from batchgrader.settings import LoadedSettings
 
 
 @dataclass
@@ -25,8 +25,8 @@ class AppContext:
     verbosity: int = 0  # -1 quiet, 0 normal, 1 verbose, 2 debug
     debug: bool = False
     json_mode: bool = False
-    out: Console = field(default_factory=Console)
-    err: Console = field(default_factory=lambda: Console(stderr=True))
+    out: Console = field(default_factory=lambda: _console(stderr=False))
+    err: Console = field(default_factory=lambda: _console(stderr=True))
     log_file: Path | None = None
     secrets: tuple[str, ...] = ()  # the API keys set, kept out of every message
 
@@ -40,6 +40,9 @@ class AppContext:
 
     def load(self, overrides: Mapping[str, Any] | None = None) -> LoadedSettings:
         """Load settings with this command's flags and start the run's log."""
+        from batchgrader import logs
+        from batchgrader.settings import load_settings
+
         loaded = load_settings(overrides, self.config_file)
         settings = loaded.settings
         keys = (settings.api.key, settings.anthropic.key)
@@ -68,6 +71,8 @@ class AppContext:
         """Print a result: JSON on stdout in --json mode (docs/json.md), else its rendering:
         tables fitted to a terminal, or plain lines when stdout is not one."""
         if self.json_mode:
+            from batchgrader.cli import _json
+
             typer.echo(_json.dumps(result))
         else:
             show(self.out, render(result))
@@ -88,3 +93,9 @@ def show(console: Console, renderable: RenderableType) -> None:
     """Print a rendering: wrapped to a terminal's width (ids and paths never cut; the
     lines holding them are never cropped), unwrapped plain lines anywhere else."""
     console.print(renderable, crop=False, soft_wrap=not console.is_terminal)
+
+
+def _console(*, stderr: bool) -> Console:
+    from rich.console import Console  # rich is loaded by a command, not by a TAB
+
+    return Console(stderr=True) if stderr else Console()

@@ -16,11 +16,9 @@ from types import FrameType
 from typing import Any
 
 import typer
-from rich.markup import escape
 from typer import _click as click
 from typer.core import TyperGroup
 
-from batchgrader.cli import _json
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import tidy, tidy_own
 from batchgrader.errors import BatchgraderError, Interrupted
@@ -31,6 +29,8 @@ log = logging.getLogger("batchgrader.cli")
 
 def report(app: AppContext, exc: BatchgraderError) -> None:
     """Show one error the way the mode asks for (the API keys masked, wherever they are)."""
+    from rich.markup import escape  # rich is loaded when there is something to show
+
     for secret in app.secrets:
         for name in ("message", "hint"):
             text = getattr(exc, name)
@@ -52,6 +52,8 @@ def report(app: AppContext, exc: BatchgraderError) -> None:
 
 def envelope(code: str, message: str, hint: str | None) -> str:
     """The ``--json`` error document (docs/json.md)."""
+    from batchgrader.cli import _json
+
     return _json.dumps({"error": {"code": code, "message": message, "hint": hint}})
 
 

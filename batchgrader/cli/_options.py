@@ -13,7 +13,7 @@ from typer import _click as click
 from typer.core import TyperArgument, TyperGroup, TyperOption
 
 from batchgrader.cli._context import AppContext
-from batchgrader.settings import ProviderName
+from batchgrader.providers.names import ProviderName
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 YesOption = Annotated[

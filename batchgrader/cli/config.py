@@ -6,8 +6,6 @@ import typer
 
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import JsonOption
-from batchgrader.config_report import config_report, path_report
-from batchgrader.render import tables
 
 config_app = typer.Typer(
     no_args_is_help=True, help="Show the effective settings and the files batchgrader reads."
@@ -17,6 +15,9 @@ config_app = typer.Typer(
 @config_app.command("show")
 def show(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Print every setting, its value and where it came from (secrets masked)."""
+    from batchgrader.config_report import config_report
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     loaded = app.load()
@@ -25,7 +26,10 @@ def show(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
 @config_app.command("path")
 def path(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """Print the config files read and the state, ledger and log folders."""
+    """Print the config files read, the state, ledger and log folders, and the tokenizer cache."""
+    from batchgrader.config_report import path_report
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     loaded = app.load()

@@ -8,13 +8,10 @@ from typing import Annotated
 
 import typer
 
-from batchgrader import paths
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import JsonOption
 from batchgrader.errors import UsageError
-from batchgrader.money import costs as core
-from batchgrader.money import export as costs_export
-from batchgrader.render import tables
+from batchgrader.money.grouping import GroupBy
 
 _WHEN = (
     "a duration back from now (30m, 24h, 7d, 4w) or a date or time "
@@ -40,7 +37,7 @@ def costs(
         ),
     ] = None,
     by: Annotated[
-        core.GroupBy,
+        GroupBy,
         typer.Option(
             "--by", help="Break the window down by model, provider, UTC day, input file or job."
         ),
@@ -71,6 +68,11 @@ def costs(
     """Tokens and dollars from the local ledger: all time, today, the last 7 days (or
     --since/--until), by model, provider, day, file or job. Collected (spent) and in-flight
     (committed) usage are shown apart."""
+    from batchgrader import paths
+    from batchgrader.money import costs as core
+    from batchgrader.money import export as costs_export
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     if json_output and csv_output:

@@ -24,12 +24,6 @@ from batchgrader.cli._options import (
     YesOption,
     request_overrides,
 )
-from batchgrader.cli._run import run_pilots
-from batchgrader.data import formats, reading
-from batchgrader.execution.pilot import PilotedCount
-from batchgrader.planning.estimate import count_files
-from batchgrader.planning.spec import request_spec
-from batchgrader.render import tables
 
 
 def count(
@@ -55,6 +49,13 @@ def count(
 
     No requests are made, unless --pilot N sends N sampled rows to measure the answers.
     """
+    from batchgrader.cli._run import run_pilots
+    from batchgrader.data import formats, reading
+    from batchgrader.execution.pilot import PilotedCount
+    from batchgrader.planning.estimate import count_files
+    from batchgrader.planning.spec import request_spec
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     loaded = app.load(

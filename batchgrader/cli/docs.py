@@ -5,11 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
-from batchgrader import manual
-from batchgrader.cli._context import AppContext, show
-from batchgrader.render.fit import FitTable
+from batchgrader.cli._context import AppContext
 
 
 def docs(
@@ -25,6 +22,12 @@ def docs(
 
     Without TOPIC, the list of pages; with it, that page
     (plain text, paged on a terminal)."""
+    from rich.text import Text
+
+    from batchgrader import manual
+    from batchgrader.cli._context import show
+    from batchgrader.render.fit import FitTable
+
     app = AppContext.of(ctx)
     if topic is None:
         table = FitTable("Documentation: batchgrader docs TOPIC prints one page")

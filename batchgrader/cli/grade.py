@@ -25,18 +25,7 @@ from batchgrader.cli._options import (
     YesOption,
     request_overrides,
 )
-from batchgrader.cli._run import finish, open_ledger, run_pilots, session
-from batchgrader.data import formats, reading
 from batchgrader.errors import UsageError
-from batchgrader.execution.pilot import PilotedDryRun
-from batchgrader.execution.resubmit import RetryScope
-from batchgrader.execution.run import Grader
-from batchgrader.execution.session import GradeOptions
-from batchgrader.planning.plans import dry_run
-from batchgrader.planning.spec import request_spec
-from batchgrader.render import tables
-from batchgrader.render.report import labelled_summary
-from batchgrader.report.run import check_labels, with_agreement
 
 
 def grade(
@@ -170,6 +159,18 @@ def grade(
     json_output: JsonOption = False,
 ) -> None:
     """Grade every row of the input files with the judge (Batch API, or direct calls)."""
+    from batchgrader.cli._run import finish, open_ledger, run_pilots, session
+    from batchgrader.data import formats, reading
+    from batchgrader.execution.pilot import PilotedDryRun
+    from batchgrader.execution.resubmit import RetryScope
+    from batchgrader.execution.run import Grader
+    from batchgrader.execution.session import GradeOptions
+    from batchgrader.planning.plans import dry_run
+    from batchgrader.planning.spec import request_spec
+    from batchgrader.render import tables
+    from batchgrader.render.report import labelled_summary
+    from batchgrader.report.run import check_labels, with_agreement
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     loaded = app.load(

@@ -3,30 +3,18 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import JsonOption, YesOption
-from batchgrader.cli._run import find_job, finish, identity, open_ledger, session
-from batchgrader.execution.listing import job_detail, job_list
-from batchgrader.execution.maintenance import (
-    ForgottenLimits,
-    adopt_batch,
-    cancel_job,
-    clean_jobs,
-    forget_limits,
-)
-from batchgrader.execution.resubmit import RetryScope
-from batchgrader.execution.retrying import RetryPolicy
-from batchgrader.execution.run import Grader
-from batchgrader.execution.session import GradeOptions
-from batchgrader.planning.spec import spec_of_job
-from batchgrader.providers.base import BatchTransport
-from batchgrader.providers.registry import provider_for
-from batchgrader.render import tables
-from batchgrader.settings import Settings
+
+if TYPE_CHECKING:  # the core is loaded by the commands, not by --help or a TAB
+    from batchgrader.execution.resubmit import RetryScope
+    from batchgrader.execution.retrying import RetryPolicy
+    from batchgrader.providers.base import BatchTransport
+    from batchgrader.settings import Settings
 
 jobs_app = typer.Typer(
     no_args_is_help=True, help="List, inspect, resume, retry, cancel and clean up jobs."
@@ -46,6 +34,10 @@ def list_jobs(
     json_output: JsonOption = False,
 ) -> None:
     """List running jobs (all jobs with --all)."""
+    from batchgrader.cli._run import open_ledger
+    from batchgrader.execution.listing import job_list
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     with open_ledger(app.load().settings) as ledger:
@@ -55,6 +47,10 @@ def list_jobs(
 @jobs_app.command("show")
 def show(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -> None:
     """Show a job's chunks: batch ids, status, counts and errors."""
+    from batchgrader.cli._run import find_job, open_ledger
+    from batchgrader.execution.listing import job_detail
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     with open_ledger(app.load().settings) as ledger:
@@ -70,6 +66,11 @@ def _resume(
     yes: bool,
     no_wait: bool,
 ) -> None:
+    from batchgrader.cli._run import find_job, finish, open_ledger, session
+    from batchgrader.execution.run import Grader
+    from batchgrader.execution.session import GradeOptions
+    from batchgrader.planning.spec import spec_of_job
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
@@ -107,6 +108,8 @@ def retry(
     json_output: JsonOption = False,
 ) -> None:
     """Resend the rows of a job whose error a retry can fix, and update its graded file."""
+    from batchgrader.execution.resubmit import RetryScope
+
     scope = RetryScope.ALL if all_errors else RetryScope.FAILED
     _resume(ctx, job_id, json_output, retry=scope, yes=yes, no_wait=no_wait)
 
@@ -114,6 +117,14 @@ def retry(
 @jobs_app.command("cancel")
 def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -> None:
     """Cancel a job's running batches at the provider; finished results are kept."""
+    from batchgrader.cli._run import find_job, identity, open_ledger
+    from batchgrader.execution.listing import job_detail
+    from batchgrader.execution.maintenance import (
+        cancel_job,
+    )
+    from batchgrader.planning.spec import spec_of_job
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
@@ -139,6 +150,13 @@ def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -
 @jobs_app.command("clean")
 def clean(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Remove finished jobs' files; keep what --retry-failed needs of jobs with failed rows."""
+    from batchgrader.cli._run import open_ledger
+    from batchgrader.execution.maintenance import (
+        clean_jobs,
+    )
+    from batchgrader.providers.registry import provider_for
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
@@ -175,6 +193,14 @@ def adopt(
     json_output: JsonOption = False,
 ) -> None:
     """Adopt a batch as a chunk's, after a lost create answer left several candidates."""
+    from batchgrader.cli._run import find_job, open_ledger
+    from batchgrader.execution.listing import job_detail
+    from batchgrader.execution.maintenance import (
+        adopt_batch,
+    )
+    from batchgrader.planning.spec import spec_of_job
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings
@@ -200,6 +226,13 @@ def forget(
     json_output: JsonOption = False,
 ) -> None:
     """Forget the enqueued-token limits learned from the provider's refusals."""
+    from batchgrader.cli._run import open_ledger
+    from batchgrader.execution.maintenance import (
+        ForgottenLimits,
+        forget_limits,
+    )
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     with open_ledger(app.load().settings) as ledger:
@@ -208,6 +241,8 @@ def forget(
 
 
 def _policy(settings: Settings, transport: BatchTransport) -> RetryPolicy:
+    from batchgrader.execution.retrying import RetryPolicy
+
     return RetryPolicy(
         retries=settings.api.max_retries,
         max_wait=settings.api.retry_max_wait_seconds,

@@ -7,14 +7,8 @@ from typing import Annotated
 
 import typer
 
-from batchgrader import paths
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import FormatOption, JsonOption
-from batchgrader.data import atomic, formats
-from batchgrader.errors import OutputExistsError
-from batchgrader.render import report_html
-from batchgrader.render.report import judge_report
-from batchgrader.report import build_report
 
 
 def report(
@@ -75,6 +69,13 @@ def report(
     """Can the judge be trusted? Rows, failures, the score distribution, tokens and
     cost of a graded file; with --labels, the judge's agreement with human labels
     (kappa, weighted kappa, Spearman, confusion matrix, bootstrap intervals)."""
+    from batchgrader import paths
+    from batchgrader.data import atomic, formats
+    from batchgrader.errors import OutputExistsError
+    from batchgrader.render import report_html
+    from batchgrader.render.report import judge_report
+    from batchgrader.report import build_report
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     settings = app.load().settings

@@ -21,10 +21,6 @@ from batchgrader.cli._options import (
     ProviderOption,
     request_overrides,
 )
-from batchgrader.data import formats, reading
-from batchgrader.planning.spec import request_spec
-from batchgrader.planning.splitting import split_files, split_limits
-from batchgrader.render import tables
 
 
 def split(
@@ -69,6 +65,11 @@ def split(
     json_output: JsonOption = False,
 ) -> None:
     """Write each input as parts ({stem}_part{N}{ext}, same format) within row and token limits."""
+    from batchgrader.data import formats, reading
+    from batchgrader.planning.spec import request_spec
+    from batchgrader.planning.splitting import split_files, split_limits
+    from batchgrader.render import tables
+
     app = AppContext.of(ctx)
     app.json_mode = json_output
     loaded = app.load(

@@ -16,14 +16,12 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from batchgrader.errors import UsageError
 from batchgrader.ledger.store import Ledger, UsageEvent
-
-GroupBy = Literal["model", "provider", "day", "file", "job"]
+from batchgrader.money.grouping import GroupBy
 
 #: Units of a ``--since`` / ``--until`` duration, in the order they are documented.
 DURATION_UNITS: dict[str, timedelta] = {

@@ -17,8 +17,9 @@ from functools import cache
 
 import tiktoken
 
+from batchgrader import paths
 from batchgrader.errors import TokenizerUnavailable
-from batchgrader.prompting import catalogue
+from batchgrader.prompting import catalogue, tokenizer_cache
 
 TOKENS_PER_MESSAGE = 3
 REPLY_PRIMING = 3
@@ -34,15 +35,18 @@ def encoding_name(model: str) -> str:
 
 @cache
 def _encoding(name: str) -> tiktoken.Encoding:
+    folder = paths.tokenizer_cache_dir()
     try:
-        return tiktoken.get_encoding(name)
+        with tokenizer_cache.tiktoken_folder():
+            return tiktoken.get_encoding(name)
     except (OSError, ValueError) as exc:
-        cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR")
-        where = f" from {cache_dir}" if cache_dir else ""
         raise TokenizerUnavailable(
-            f"The tokenizer encoding '{name}' could not be loaded{where}: {exc}",
-            hint="tiktoken downloads its encodings on first use. Connect once, or point "
-            "TIKTOKEN_CACHE_DIR at a folder holding the encoding files.",
+            f"The tokenizer encoding '{name}' could not be loaded from {folder}: "
+            f"{tokenizer_cache.describe_error(exc)}",
+            hint="tiktoken downloads its encodings on first use, which needs network access. "
+            f"Run '{tokenizer_cache.FETCH_COMMAND}' once where there is network, copy the "
+            "folder it fills, or set TIKTOKEN_CACHE_DIR to a folder holding the files "
+            f"({tokenizer_cache.OFFLINE_DOCS}).",
         ) from None
 
 
