@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 from typer.testing import Result
 
 from batchgrader.data import reading
-from tests.helpers import FORMATS, write_table
+from tests.helpers import FORMATS, break_tokenizer, write_table
 
 Bg = Callable[..., Result]
 
@@ -179,7 +179,7 @@ class TestLimits:
     def test_blank_rows_are_kept_and_counted(self, bg: Bg, isolated_env: Path) -> None:
         """Blank texts are not requests but still land in a part and count toward --rows."""
         path = write_input(isolated_env, "csv")
-        f = split_json(bg, path, "--rows", 12)["files"][0]
+        f = split_json(bg, path, "--rows", 12, "--tokens", 10**9)["files"][0]
         assert [p["rows"] for p in f["parts"]] == [12, 12]
         assert [p["requests"] for p in f["parts"]] == [10, 10]
         assert f["requests"] == 20
@@ -322,7 +322,8 @@ class TestOutput:
     def test_bad_file_among_several_writes_nothing(self, bg: Bg, isolated_env: Path) -> None:
         """Every input is read before any part is written: one bad file, no parts at all."""
         good = write_input(isolated_env, "csv")
-        bad = write_table(isolated_env / "bad.csv", [{"other": "no response column"}])
+        bad = isolated_env / "bad.csv"
+        bad.write_text("a,b\n1,2\n3\n", encoding="utf-8")  # a ragged row
         result = bg("split", good, bad, "--rows", 5)
         assert result.exit_code == 2, result.output
         assert "bad.csv" in result.stderr
@@ -363,7 +364,7 @@ class TestInputs:
     def test_column_option_picks_the_counted_text(self, bg: Bg, isolated_env: Path) -> None:
         """--column chooses the text whose requests are counted (every row is then sent)."""
         path = write_input(isolated_env, "csv")
-        f = split_json(bg, path, "--column", "id", "--rows", 12)["files"][0]
+        f = split_json(bg, path, "--column", "id", "--rows", 12, "--tokens", 10**9)["files"][0]
         assert f["requests"] == N_ROWS
 
 
@@ -373,7 +374,7 @@ class TestReport:
     def test_json_schema(self, bg: Bg, isolated_env: Path) -> None:
         """--json prints the report alone on stdout, with these keys and types."""
         path = write_input(isolated_env, "csv")
-        report = split_json(bg, path, "--rows", 12)
+        report = split_json(bg, path, "--rows", 12, "--tokens", 10**9)
         assert set(report) == {"model", "encoding", "prompt", "limits", "dry_run", "files"}
         assert report["model"] == "gpt-4.1-mini" and report["encoding"] == "o200k_base"
         (f,) = report["files"]
@@ -407,7 +408,7 @@ class TestReport:
     def test_table(self, bg: Bg, isolated_env: Path) -> None:
         """The table lists each part file with its rows, tokens and bytes."""
         path = write_input(isolated_env, "csv")
-        result = ok(bg("split", path, "--rows", 12))
+        result = ok(bg("split", path, "--rows", 12, "--tokens", 10**9))
         out = " ".join(result.stdout.split())
         for name in ("part file", "rows", "tokens", "bytes", "answers_part1.csv", "1-12", "13-24"):
             assert name in out
@@ -420,3 +421,37 @@ class TestReport:
         result = bg("split", path, "--rows", 12, "--json")
         assert result.exit_code == 2
         assert json.loads(result.stdout)["error"]["code"] == "output_exists"
+
+
+class TestRowsAlone:
+    """split --rows needs nothing but rows: no graded column, prompt or tokenizer."""
+
+    def test_rows_split_any_table_offline(
+        self, bg: Bg, isolated_env: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """A file without a 'response' column splits by rows with no tokenizer at hand."""
+        from batchgrader.prompting import tokens
+
+        path = isolated_env / "people.csv"
+        pl.DataFrame({"name": [f"n{i}" for i in range(7)], "age": list(range(7))}).write_csv(path)
+        break_tokenizer(monkeypatch, tmp_path)
+        try:
+            result = bg("split", path, "--rows", "3", "--json")
+        finally:
+            tokens._encoding.cache_clear()
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["model"] is None
+        (split_file,) = report["files"]
+        assert [p["rows"] for p in split_file["parts"]] == [3, 3, 1]
+        assert split_file["tokens"] is None
+        parts = sorted((isolated_env / "people_parts").glob("*.csv"))
+        assert pl.concat([pl.read_csv(p) for p in parts]).equals(pl.read_csv(path))
+
+    def test_tokens_need_the_graded_column_and_say_so(self, bg: Bg, isolated_env: Path) -> None:
+        """--tokens counts requests: without the graded column it stops, naming it."""
+        path = isolated_env / "people.csv"
+        pl.DataFrame({"name": ["a", "b"]}).write_csv(path)
+        result = bg("split", path, "--tokens", "100")
+        assert result.exit_code == 2, result.output
+        assert "response" in result.stderr and "--column" in result.stderr

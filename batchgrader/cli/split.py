@@ -86,9 +86,12 @@ def split(
     settings = loaded.settings
     fmt = formats.parse_format(input_format)
     paths = reading.discover(files or [], settings.paths.input_dir, fmt)
-    spec = request_spec(settings, fmt=fmt, allow_unpriced=True)
     limits = split_limits(settings.chunking, rows=rows, tokens=tokens)
+    # Rows alone need no prompt, graded column or tokenizer: only a token limit does.
+    spec = None if limits.tokens is None else request_spec(settings, fmt=fmt, allow_unpriced=True)
     if dry_run:
         app.note("[bold]Dry run: the parts are planned, nothing is written.[/]")
-    report = split_files(paths, spec, limits, out_dir=out_dir, overwrite=overwrite, dry_run=dry_run)
+    report = split_files(
+        paths, spec, limits, out_dir=out_dir, overwrite=overwrite, dry_run=dry_run, fmt=fmt
+    )
     app.emit(report, tables.split_table)

@@ -29,7 +29,8 @@ from typing import IO
 from pydantic import BaseModel
 
 from batchgrader.data.atomic import atomic_path
-from batchgrader.data.reading import InputFile
+from batchgrader.data.formats import Format
+from batchgrader.data.reading import InputFile, open_input
 from batchgrader.data.writing import APPENDABLE, append_rows, sink_rows
 from batchgrader.errors import InputFileError, OutputExistsError, UsageError
 from batchgrader.planning.chunking import Chunk, ChunkPlanner, Limits
@@ -61,8 +62,10 @@ class PartSpec(BaseModel):
     first_row: int  # input rows numbered from 1, inclusive
     last_row: int
     rows: int
-    requests: int
-    tokens: int
+    #: Rows that hold text to grade, and their request tokens (None: not counted, a
+    #: split by rows alone reads no text and needs no tokenizer).
+    requests: int | None
+    tokens: int | None
     bytes: int | None  # None in a dry run
 
 
@@ -72,29 +75,31 @@ class FileSplit(BaseModel):
     input: str
     format: str
     rows: int
-    requests: int
-    tokens: int
+    requests: int | None
+    tokens: int | None
     within_limits: bool
     out_dir: str | None
     parts: list[PartSpec]
     #: ``exact``; for Claude the measured figure's label (``sampled ±x%``, ...): the
     #: tokens of each part are then the upper bound of its estimate.
-    tokens_label: str = "exact"
+    tokens_label: str | None = "exact"
 
 
 class SplitReport(BaseModel):
     """What ``batchgrader split`` did (or, in a dry run, would do)."""
 
-    model: str
-    encoding: str
-    prompt: str
+    #: The request settings the tokens were counted with (None: a split by rows alone).
+    model: str | None
+    encoding: str | None
+    prompt: str | None
     limits: SplitLimits
     dry_run: bool
     files: list[FileSplit]
 
 
 def split_limits(settings: ChunkingSettings, *, rows: int | None, tokens: int | None) -> Limits:
-    """The limits of each part: the flags given, else the configured split limits."""
+    """The limits of each part: the flags given (``--rows`` alone: rows alone), else the
+    configured split limits."""
     if rows is None and tokens is None:
         rows, tokens = settings.split_row_limit, settings.split_token_limit
     return Limits(tokens=tokens, rows=rows, max_requests=sys.maxsize, max_bytes=sys.maxsize)
@@ -119,30 +124,38 @@ class _Plan:
 
     source: InputFile
     chunks: list[Chunk]
-    requests: list[int]
+    requests: list[int] | None  # None: cut by rows alone, no text read
     targets: list[Path]  # empty when the file is within the limits
-    tokens_label: str = "exact"
+    tokens_label: str | None = "exact"
 
 
 def split_files(
     paths: list[Path],
-    spec: RequestSpec,
+    spec: RequestSpec | None,
     limits: Limits,
     *,
     out_dir: Path | None = None,
     overwrite: bool = False,
     dry_run: bool = False,
+    fmt: Format | None = None,
 ) -> SplitReport:
-    """Plan every file, check every target, then write all parts (unless ``dry_run``)."""
-    plans = [_plan(_measured(path, spec, limits), limits, out_dir) for path in paths]
+    """Plan every file, check every target, then write all parts (unless ``dry_run``).
+
+    Without a ``spec`` the parts are cut by rows alone: no prompt, graded column or
+    tokenizer is needed (``split --rows N``).
+    """
+    if spec is None:
+        plans = [_row_plan(open_input(path, fmt), limits, out_dir) for path in paths]
+    else:
+        plans = [_plan(_measured(path, spec, limits), limits, out_dir) for path in paths]
     _check_targets(plans, overwrite)
     for plan in plans:
         _warn_stale(plan)
     sizes = None if dry_run else _write_all(plans)
     return SplitReport(
-        model=spec.options.model,
-        encoding=spec.counter.name,
-        prompt=spec.prompt.name,
+        model=spec.options.model if spec else None,
+        encoding=spec.counter.name if spec else None,
+        prompt=spec.prompt.name if spec else None,
         limits=SplitLimits(rows=limits.rows, tokens=limits.tokens),
         dry_run=dry_run,
         files=[
@@ -164,6 +177,21 @@ def _batch_rows(source: InputFile) -> int:
     """Rows per streamed batch: about ``_BATCH_BYTES`` of input."""
     row_bytes = max(1, source.path.stat().st_size // source.rows)
     return max(_MIN_BATCH_ROWS, min(_MAX_BATCH_ROWS, _BATCH_BYTES // row_bytes))
+
+
+def _row_plan(source: InputFile, limits: Limits, out_dir: Path | None) -> _Plan:
+    """Cut a file into parts of at most ``limits.rows`` rows (nothing else is read)."""
+    size = limits.rows or source.rows
+    chunks = [
+        Chunk(i, start, min(start + size, source.rows) - 1, 0, 0, 0)
+        for i, start in enumerate(range(0, source.rows, size))
+    ]
+    targets = (
+        part_paths(source.path, out_dir or default_out_dir(source.path), len(chunks))
+        if len(chunks) > 1
+        else []
+    )
+    return _Plan(source, chunks, None, targets, None)
 
 
 def _plan(workload: Workload, limits: Limits, out_dir: Path | None) -> _Plan:
@@ -328,9 +356,13 @@ def _changed(source: InputFile) -> InputFileError:
 
 def _file_split(plan: _Plan, sizes: list[int] | None) -> FileSplit:
     parts: list[PartSpec] = []
+    counted = plan.requests is not None
     if plan.targets:
-        for i, (chunk, requests, target) in enumerate(
-            zip(plan.chunks, plan.requests, plan.targets, strict=True)
+        requests: list[int | None] = (
+            list(plan.requests) if plan.requests is not None else [None] * len(plan.chunks)
+        )
+        for i, (chunk, sent, target) in enumerate(
+            zip(plan.chunks, requests, plan.targets, strict=True)
         ):
             parts.append(
                 PartSpec(
@@ -339,8 +371,8 @@ def _file_split(plan: _Plan, sizes: list[int] | None) -> FileSplit:
                     first_row=chunk.first_row + 1,
                     last_row=chunk.last_row + 1,
                     rows=len(chunk.rows),
-                    requests=requests,
-                    tokens=chunk.tokens,
+                    requests=sent,
+                    tokens=chunk.tokens if counted else None,
                     bytes=None if sizes is None else sizes[i],
                 )
             )
@@ -348,8 +380,8 @@ def _file_split(plan: _Plan, sizes: list[int] | None) -> FileSplit:
         input=str(plan.source.path),
         format=plan.source.format,
         rows=plan.source.rows,
-        requests=sum(plan.requests),
-        tokens=sum(c.tokens for c in plan.chunks),
+        requests=sum(plan.requests) if plan.requests is not None else None,
+        tokens=sum(c.tokens for c in plan.chunks) if counted else None,
         within_limits=not plan.targets,
         out_dir=str(plan.targets[0].parent) if plan.targets else None,
         tokens_label=plan.tokens_label,

@@ -345,19 +345,19 @@ def split_table(report: SplitReport) -> Group:
         for what, value in (("rows", report.limits.rows), ("tokens", report.limits.tokens))
         if value is not None
     )
+    counted = report.model is not None  # a split by rows alone counts no tokens
     parts: list[RenderableType] = []
     for f in report.files:
+        size = f"{f.rows:,} rows" + (f", {f.tokens:,} tokens" if f.tokens is not None else "")
         if f.within_limits:
             parts.append(
                 Text.assemble(
-                    (f.input, "bold"),
-                    f": {f.rows:,} rows, {f.tokens:,} tokens: already within the limits, "
-                    "not copied.",
+                    (f.input, "bold"), f": {size}: already within the limits, not copied."
                 )
             )
             continue
         table = FitTable(
-            f"{f.input}: {f.rows:,} rows, {f.tokens:,} tokens in {len(f.parts)} parts",
+            f"{f.input}: {size} in {len(f.parts)} parts",
             caption=[
                 Text("Would be written to:" if report.dry_run else "Written to:"),
                 soft(f"  {f.out_dir}"),
@@ -367,24 +367,30 @@ def split_table(report: SplitReport) -> Group:
         table.column("part file", "path")
         table.column("rows", "num")
         table.column("input rows")
-        table.column("tokens", "num")
+        if counted:
+            table.column("tokens", "num")
         table.column("bytes", "num")
         cap = report.limits.tokens
         for p in f.parts:
-            over = cap is not None and p.tokens > cap
-            table.row(
+            cells: list[str | Text] = [
                 name(p.file),
                 f"{p.rows:,}",
                 f"{p.first_row:,}-{p.last_row:,}",
-                Text(f"{p.tokens:,}", style="red" if over else ""),
-                "-" if p.bytes is None else f"{p.bytes:,}",
-            )
+            ]
+            if counted:
+                over = cap is not None and p.tokens is not None and p.tokens > cap
+                tokens = "-" if p.tokens is None else f"{p.tokens:,}"
+                cells.append(Text(tokens, style="red" if over else ""))
+            cells.append("-" if p.bytes is None else f"{p.bytes:,}")
+            table.row(*cells)
         parts.append(table)
-    estimated = sorted({f.tokens_label for f in report.files} - {"exact"})
-    note = f"; tokens {', '.join(estimated)}, upper bound used" if estimated else ""
-    parts.append(
-        Text(f"Each part: {limits} (request tokens for {report.model}{note}).", style="dim")
-    )
+    if counted:
+        estimated = sorted({f.tokens_label for f in report.files if f.tokens_label} - {"exact"})
+        note = f"; tokens {', '.join(estimated)}, upper bound used" if estimated else ""
+        said = f"Each part: {limits} (request tokens for {report.model}{note})."
+    else:
+        said = f"Each part: {limits}."
+    parts.append(Text(said, style="dim"))
     return Group(*parts)
 
 
