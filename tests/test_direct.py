@@ -23,7 +23,12 @@ from typer.testing import Result
 
 from batchgrader import paths
 from batchgrader.ledger.store import Ledger
+from tests.anthropic_cli import MODEL as ANTHROPIC_MODEL
+from tests.anthropic_cli import assert_scores
+from tests.anthropic_cli import texts as anthropic_texts
+from tests.anthropic_cli import write_input as anthropic_input
 from tests.conftest import FAKE_KEY
+from tests.fakes.anthropic_api import FakeAnthropicAPI
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import judge_score
 
@@ -243,3 +248,23 @@ def test_killed_run_resumes_without_sending_an_answered_row_again(
         text = USER + texts[int(cid.removeprefix("row-"))]
         assert after[text] == before[text] == 1, cid
     assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+
+
+def test_claude_direct_through_the_messages_api(
+    bg: Invoke, fake_anthropic: FakeAnthropicAPI, isolated_env: Path, home: Path
+) -> None:
+    """--mode direct with a Claude model: Anthropic's Messages API, bounded, priced at
+    synchronous rates, the same score columns."""
+    fake_anthropic.messages_latency = 0.02
+    rows = anthropic_texts(10)
+    src = anthropic_input(isolated_env, rows)
+    result = bg("grade", src, "--model", ANTHROPIC_MODEL, "--mode", "direct", "--concurrency", "3")
+    assert result.exit_code == 0, result.output
+    assert_scores(_out(isolated_env), rows)
+    assert fake_anthropic.max_concurrent_messages <= 3
+    assert fake_anthropic.batches_created == 0
+    with _ledger(home) as ledger:
+        events = ledger.usage_events()
+    assert {(e.provider, e.executor, e.tier) for e in events} == {
+        ("anthropic", "direct", "standard")
+    }

@@ -142,3 +142,23 @@ def test_executor_ticks_every_poll_round(fake_api: FakeBatchAPI, isolated_env: P
     assert len(ticks) == len(setup.clock.sleeps) >= 2
     assert ticks == list(range(len(ticks)))  # each before its round's sleep
     assert {e.job_requests for e in setup.events} == {4}
+
+
+def test_direct_chunks_show_flight_rate_and_eta() -> None:
+    """A direct chunk shows requests in flight, rows and tokens a second, and its ETA;
+    without a terminal its progress is a line now and then, not one per answer."""
+    out = io.StringIO()
+    clock = Clock()
+    board = board_of(Console(file=out, force_terminal=False, width=120), clock)
+    running = {"batch_id": None, "mode": "direct", "completed": 400, "failed": 0, "total": 1_000}
+    rates = {"in_flight": 16, "rows_per_second": 40.0, "tokens_per_second": 3_400.0}
+    board.handle(event(0, "running", **running, **rates))
+    clock.t += 1
+    board.handle(event(0, "running", **(running | {"completed": 440}), **rates))
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1  # the second update came too soon for its own line
+    assert "16 in flight, 40.0 rows/s, 3,400 tokens/s, ETA 15s" in lines[0]
+    clock.t += 60
+    board.handle(event(0, "running", **(running | {"completed": 900}), **rates))
+    assert "ETA 2s" in out.getvalue().splitlines()[-1]
+    assert "direct: 16 in flight" in " ".join(draw(board.table(), 120).split())

@@ -122,6 +122,8 @@ class RunBoard:
             return
         elif previous is None or previous.event.status != event.status or event.error:
             self._print(self.line(event))
+        elif event.mode == "direct" and now - self._last_line >= DIRECT_LINE_SECONDS:
+            self._print(self.line(event))  # direct answers arrive steadily: a line a while
 
     def tick(self) -> None:
         """A poll round ended: without a terminal, print a heartbeat after long silence."""
@@ -151,6 +153,8 @@ class RunBoard:
             parts.append(e.batch_id)
         if e.total:
             parts.append(f"{e.completed:,}/{e.total:,} done, {e.failed:,} failed")
+        if e.mode == "direct" and e.status == "running":
+            parts.append(direct_rate(e))
         if e.cost is not None:
             parts.append(money(Decimal(e.cost)))
         if e.error:
@@ -200,9 +204,13 @@ class RunBoard:
             f"{done:,} of {total:,} requests done, {failed:,} failed; "
             f"collected so far {money(spent)}",
         )
+        direct = [e for e in events if e.mode == "direct" and e.status == "running"]
+        captions: list[Text] = [caption]
+        if direct:
+            captions.append(Text("direct: " + "; ".join(direct_rate(e) for e in direct)))
         table = FitTable(
             title,
-            caption=[caption],
+            caption=captions,
             # batch ids are dropped, not moved under the table: a board of many chunks
             # would double its height (jobs show lists them).
             shrink=("progress", "batch", "tokens", "cost", "failed", "waited", "file", "error"),
@@ -225,7 +233,7 @@ class RunBoard:
             table.row(
                 *cells,
                 f"{e.chunk + 1}/{e.chunks}",
-                e.batch_id or "-",
+                e.batch_id or ("direct" if e.mode == "direct" else "-"),
                 Text(e.status, style=STATUS_STYLE.get(e.status, "")),
                 _bar(e.completed + e.failed, e.total),
                 f"{e.completed:,}/{e.total:,}",
@@ -236,6 +244,24 @@ class RunBoard:
                 e.error or "",
             )
         return table
+
+
+#: Seconds between two plain progress lines of a direct chunk (no terminal).
+DIRECT_LINE_SECONDS = 30.0
+
+
+def direct_rate(e: ChunkEvent) -> str:
+    """``12 in flight, 41.2 rows/s, 3,400 tokens/s, ETA 1m32s`` of a direct chunk."""
+    parts = [f"{e.in_flight:,} in flight"]
+    rate = e.rows_per_second or 0.0
+    if rate > 0:
+        parts.append(f"{rate:,.1f} rows/s")
+        if e.tokens_per_second:
+            parts.append(f"{e.tokens_per_second:,.0f} tokens/s")
+        left = max(0, e.total - e.completed - e.failed)
+        if left:
+            parts.append(f"ETA {duration(left / rate)}")
+    return ", ".join(parts)
 
 
 def _bar(done: int, total: int) -> Text:
