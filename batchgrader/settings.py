@@ -48,7 +48,7 @@ from pydantic_settings import (
 
 from batchgrader import paths
 from batchgrader.errors import ConfigError
-from batchgrader.providers.names import ProviderName
+from batchgrader.providers.names import check_provider
 
 Endpoint = Literal["/v1/chat/completions", "/v1/responses"]
 ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
@@ -149,9 +149,15 @@ class RequestSettings(_Section):
     """What each request asks the judge."""
 
     model: str = Field("gpt-4.1-mini", min_length=1, description="Judge model.")
-    provider: ProviderName = Field(
+    provider: str = Field(
         "auto", description="openai or anthropic (auto: anthropic for claude* models)."
     )
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str) -> str:
+        return check_provider(value)
+
     endpoint: Endpoint | None = Field(
         None, description="OpenAI endpoint (default: chat, or responses for responses-only models)."
     )

@@ -23,22 +23,17 @@ from batchgrader.ledger.records import JobRow
 from batchgrader.ledger.store import Ledger
 from batchgrader.masking import mask
 from batchgrader.planning.spec import RequestSpec
+from batchgrader.providers.base import Provider
 from batchgrader.render import tables
 from batchgrader.render.board import RunBoard
 from batchgrader.settings import Settings
 
 
-def identity(settings: Settings, provider: str = "openai") -> Identity:
+def identity(provider: Provider) -> Identity:
     """Who spends: the masked key and the host of the provider in force."""
-    if provider == "anthropic":
-        secret, url = settings.anthropic.key, settings.anthropic.base_url
-        default = "https://api.anthropic.com"
-    else:
-        secret, url = settings.api.key, settings.api.base_url
-        default = "https://api.openai.com/v1"
-    key = secret.get_secret_value() if secret else ""
-    host = urlparse(url or default).hostname or "?"
-    return Identity(api_key_prefix=mask(key), base_url_host=host)
+    account = provider.account()
+    host = urlparse(account.base_url).hostname or "?"
+    return Identity(api_key_prefix=mask(account.key), base_url_host=host)
 
 
 def open_ledger(settings: Settings) -> Ledger:
@@ -67,7 +62,7 @@ def session(
             settings,
             spec,
             ledger,
-            identity(settings, spec.provider.name),
+            identity(spec.provider),
             on_event=board.handle,
             on_tick=board.tick,
             say=app.note,

@@ -135,7 +135,7 @@ def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -
         try:
             policy = _policy(settings, transport)
             for info in cancel_job(
-                settings, ledger, transport, spec, identity(settings, job.provider), job, policy
+                settings, ledger, transport, spec, identity(spec.provider), job, policy
             ):
                 app.note(f"batch {info.id}: {info.status}")
         finally:
@@ -165,8 +165,8 @@ def clean(ctx: typer.Context, json_output: JsonOption = False) -> None:
     def transport_for(name: str) -> BatchTransport | None:
         """The provider's transport, made once, when its key is set (else None)."""
         if name not in transports:
-            key = settings.anthropic.key if name == "anthropic" else settings.api.key
-            transports[name] = provider_for(settings, name).batch_transport() if key else None
+            provider = provider_for(settings, name)
+            transports[name] = provider.batch_transport() if provider.account().key else None
         return transports[name]
 
     with open_ledger(settings) as ledger:

@@ -117,6 +117,7 @@ class BatchExecutor:
         self._stuck: set[int] = set()  # chunks whose batch was cancelled as stuck
         self._cancel_asked: dict[int, float] = {}
         self._job_requests = 0  # requests of the whole job, for the events' totals
+        self._only: set[int] | None = None  # the chunks this run drives (None: all)
 
     def _call(self, fn: Callable[[], T], what: str) -> T:
         return self.policy.call(fn, what)
@@ -127,10 +128,12 @@ class BatchExecutor:
         self,
         job: JobRow,
         *,
+        only: set[int] | None = None,
         detach: bool = False,
         stop_when: Callable[[], bool] | None = None,
     ) -> list[ChunkRow]:
-        """Drive the job's batch chunks until each is finished (or, detached, submitted).
+        """Drive the job's batch chunks (or those in ``only``) until each is finished (or,
+        detached, submitted).
 
         ``stop_when`` is asked after each round of polls; True returns at once, batches
         still running (a deadline that calls for finishing the rest directly).
@@ -142,6 +145,7 @@ class BatchExecutor:
         self._job_requests = sum(
             c.requests for c in chunks if not c.request_file.startswith(RETRY_PREFIX)
         )
+        self._only = only
         while True:
             chunks = self._mine(job)
             self._halted = self._halted or (
@@ -172,7 +176,11 @@ class BatchExecutor:
             self.clock.sleep(interval * random.uniform(0.9, 1.1))
 
     def _mine(self, job: JobRow) -> list[ChunkRow]:
-        return [c for c in self.ledger.chunks(job.id) if c.mode is ChunkMode.BATCH]
+        return [
+            c
+            for c in self.ledger.chunks(job.id)
+            if c.mode is ChunkMode.BATCH and (self._only is None or c.idx in self._only)
+        ]
 
     # --- submission -----------------------------------------------------------------
 
@@ -195,7 +203,11 @@ class BatchExecutor:
                 self._emit(job, chunk, len(chunks), "halted", error="not submitted")
                 changed = True
                 continue
-            in_flight = [c for c in self._mine(job) if c.status.in_flight]
+            in_flight = [
+                c
+                for c in self.ledger.chunks(job.id)
+                if c.mode is ChunkMode.BATCH and c.status.in_flight
+            ]
             if len(in_flight) >= self.settings.run.max_simultaneous_batches:
                 break
             enqueued = sum(c.tokens for c in in_flight)

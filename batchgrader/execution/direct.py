@@ -14,16 +14,14 @@ before the spent plus in-flight worst case could pass ``budget.max_cost_usd``.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from batchgrader.errors import (
     BudgetStop,
@@ -31,10 +29,21 @@ from batchgrader.errors import (
     QuotaExhausted,
     ServerUnreachable,
 )
+from batchgrader.execution.answers import (
+    answer_of,
+    answer_record,
+    answers_file,
+    direct_tier,
+    finish_chunk,
+    pending,
+    read_answers,
+    record_line,
+    usage_id,
+)
 from batchgrader.execution.batch import reservation_id
 from batchgrader.execution.events import ChunkEvent, Clock, EventSink, Identity, SystemClock
 from batchgrader.execution.layout import JobFiles
-from batchgrader.execution.results import ChunkResults
+from batchgrader.execution.pacing import Gate, Pace, quota_exhausted, reset_seconds
 from batchgrader.execution.retrying import RetryPolicy
 from batchgrader.ledger.records import (
     ChunkMode,
@@ -47,8 +56,11 @@ from batchgrader.ledger.records import (
 from batchgrader.ledger.store import Ledger
 from batchgrader.money.pricing import Tier, Usage, cost
 from batchgrader.planning.spec import RequestSpec
-from batchgrader.providers.base import Answer, DirectTransport, Reply, RowError, row_of
+from batchgrader.providers.base import Answer, DirectTransport, Reply
 from batchgrader.settings import Settings
+
+if TYPE_CHECKING:
+    from batchgrader.execution.session import Session
 
 log = logging.getLogger(__name__)
 
@@ -61,109 +73,6 @@ EVENT_SECONDS = 0.5
 RATE_LIMIT_RETRIES = 30
 #: Seconds a flex request may take (OpenAI's flex guide asks for a long client timeout).
 FLEX_TIMEOUT_SECONDS = 900.0
-_QUOTA_CODES = ("insufficient_quota", "credit_balance_exhausted", "billing_error")
-
-
-def direct_tier(spec: RequestSpec) -> Tier:
-    """Direct requests are billed at synchronous rates; flex at Batch API rates."""
-    return Tier.FLEX if spec.options.service_tier == "flex" else Tier.STANDARD
-
-
-def answers_file(files: JobFiles, chunk: ChunkRow) -> Path:
-    return files.results / f"{files.result_stem(chunk.request_file)}.direct.jsonl"
-
-
-def read_answers(path: Path) -> dict[str, dict[str, Any]]:
-    """The final answers recorded so far (a line torn by a crash is ignored)."""
-    found: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return found
-    with path.open("rb") as handle:
-        for raw in handle:
-            try:
-                record = json.loads(raw)
-            except ValueError:
-                continue  # the last line of a killed writer
-            if isinstance(record, dict) and isinstance(record.get("custom_id"), str):
-                found[record["custom_id"]] = record
-    return found
-
-
-def answer_of(record: dict[str, Any], spec: RequestSpec) -> Answer:
-    """The answer a recorded reply holds (a transport failure is the row's error)."""
-    status = record.get("status")
-    if not isinstance(status, int) or status == 0:
-        return Answer(None, RowError("connection_error", str(record.get("error") or "")))
-    return spec.codec.parse_reply(status, record.get("body"))
-
-
-@dataclass
-class _Gate:
-    """Concurrency that halves on a rate limit and grows back one slot at a time."""
-
-    ceiling: int
-    limit: int
-    active: int = 0
-    pause_until: float = 0.0
-    successes: int = 0
-    state: str = ""
-    _cond: asyncio.Condition = field(default_factory=asyncio.Condition)
-
-    async def acquire(self) -> None:
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.active < self.limit)
-            self.active += 1
-        delay = self.pause_until - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    async def release(self) -> None:
-        async with self._cond:
-            self.active -= 1
-            self._cond.notify_all()
-
-    def throttled(self, wait: float, why: str) -> None:
-        self.limit = max(1, self.limit // 2)
-        self.pause_until = max(self.pause_until, time.monotonic() + wait)
-        self.successes = 0
-        self.state = f"{why}: {self.limit} at once, paused {wait:.0f}s"
-
-    async def succeeded(self) -> None:
-        self.successes += 1
-        if self.limit < self.ceiling and self.successes >= self.limit:
-            async with self._cond:
-                self.limit += 1
-                self.successes = 0
-                self._cond.notify_all()
-            if self.limit == self.ceiling:
-                self.state = ""
-
-
-@dataclass
-class _Pace:
-    """Requests and tokens a minute, as token buckets (None: no pacing)."""
-
-    per_minute: int | None
-    tokens: float = 0.0
-    stamp: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = float(self.per_minute or 0)
-
-    async def take(self, amount: float) -> None:
-        if self.per_minute is None:
-            return
-        amount = min(amount, float(self.per_minute))
-        while True:
-            now = time.monotonic()
-            self.tokens = min(
-                float(self.per_minute), self.tokens + (now - self.stamp) * self.per_minute / 60
-            )
-            self.stamp = now
-            if self.tokens >= amount:
-                self.tokens -= amount
-                return
-            await asyncio.sleep((amount - self.tokens) * 60 / self.per_minute)
 
 
 class _Chunk:
@@ -195,14 +104,9 @@ class _Chunk:
 
     async def record(self, cid: str, reply: Reply) -> None:
         """Append the row's final reply; returns once it is on disk."""
-        record: dict[str, Any] = {"custom_id": cid, "status": reply.status}
-        if reply.status:
-            record["body"] = reply.body
-        else:
-            record["error"] = reply.error
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        record = answer_record(cid, reply)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self.queue.put((line, future, answer_of(record, self.x.spec)))
+        await self.queue.put((record_line(record), future, answer_of(record, self.x.spec)))
         await future
 
     async def writer(self) -> None:
@@ -255,6 +159,7 @@ class DirectExecutor:
         clock: Clock | None = None,
         policy: RetryPolicy | None = None,
         spent_before: Decimal = Decimal(0),
+        say: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.transport_factory = transport_factory
         self.ledger = ledger
@@ -271,6 +176,7 @@ class DirectExecutor:
         self.tier = direct_tier(spec)
         self.spent = spent_before
         self.cap = settings.budget.max_cost_usd
+        self.say = say
         self.possibly_executed = 0
         self._cancel_checked = 0.0
 
@@ -280,10 +186,17 @@ class DirectExecutor:
         """Run every unfinished direct chunk of ``job`` (or those in ``only``), in turn."""
         chunks = self.ledger.chunks(job.id)
         mine = [c for c in chunks if c.mode is ChunkMode.DIRECT and (only is None or c.idx in only)]
-        for chunk in mine:
-            if chunk.status.finished:
-                continue
-            asyncio.run(self._run_chunk(job, chunk, len(chunks)))
+        try:
+            for chunk in mine:
+                if not chunk.status.finished:
+                    asyncio.run(self._run_chunk(job, chunk, len(chunks)))
+        finally:
+            if self.possibly_executed:
+                self.say(
+                    f"{self.possibly_executed:,} request(s) lost their connection after "
+                    "being sent and were sent again: their first try may have been billed."
+                )
+                self.possibly_executed = 0
         return self.ledger.chunks(job.id)
 
     async def _run_chunk(self, job: JobRow, chunk: ChunkRow, n: int) -> None:
@@ -291,7 +204,7 @@ class DirectExecutor:
         files.results.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = answers_file(files, chunk)
         answered = read_answers(path)
-        todo = self._pending(files, chunk, set(answered))
+        todo = pending(files, chunk, self.spec, set(answered))
         self.ledger.set_chunk(job.id, chunk.idx, status=ChunkStatus.SUBMITTED)
         state = _Chunk(self, job, chunk, n, path)
         for record in answered.values():  # rows answered before a crash or Ctrl-C
@@ -312,26 +225,15 @@ class DirectExecutor:
             raise state.stop
         self._collect(job, chunk, n, state)
 
-    def _pending(
-        self, files: JobFiles, chunk: ChunkRow, answered: set[str]
-    ) -> list[tuple[str, dict[str, Any]]]:
-        todo = []
-        with files.request_file(chunk.request_file).open(encoding="utf-8") as handle:
-            for line in handle:
-                cid, body = self.spec.codec.split_line(line)
-                if cid not in answered:
-                    todo.append((cid, body))
-        return todo
-
     async def _send_all(self, state: _Chunk, todo: list[tuple[str, dict[str, Any]]]) -> None:
         run = self.settings.run
         timeout = self.settings.api.timeout_seconds
         if self.tier is Tier.FLEX:
             timeout = max(timeout, FLEX_TIMEOUT_SECONDS)
         transport = self.transport_factory(timeout)
-        gate = _Gate(ceiling=run.direct_concurrency, limit=run.direct_concurrency)
-        requests = _Pace(run.requests_per_minute)
-        tokens = _Pace(run.tokens_per_minute)
+        gate = Gate(ceiling=run.direct_concurrency, limit=run.direct_concurrency)
+        requests = Pace(run.requests_per_minute)
+        tokens = Pace(run.tokens_per_minute)
         per_row_tokens = -(-state.chunk.tokens // max(state.chunk.requests, 1))
         worst = self._worst_cost(per_row_tokens)
         writer = asyncio.create_task(state.writer())
@@ -373,7 +275,7 @@ class DirectExecutor:
             log.info("Rate limits: %s", gate.state)
 
     async def _call(
-        self, transport: DirectTransport, gate: _Gate, state: _Chunk, body: dict[str, Any]
+        self, transport: DirectTransport, gate: Gate, state: _Chunk, body: dict[str, Any]
     ) -> Reply | None:
         """One row's request until it has a final reply (None: the run stops first)."""
         endpoint = self.spec.options.endpoint
@@ -394,7 +296,7 @@ class DirectExecutor:
                 return reply
             if state.stop is not None:
                 return None  # not final: the row is sent again when the run resumes
-            if reply.status == 429 and _quota(reply.body):
+            if reply.status == 429 and quota_exhausted(reply.body):
                 state.stop = QuotaExhausted(
                     "The account has no quota or credits left.",
                     hint="Add credits or raise the quota, then run the same command again: "
@@ -405,7 +307,7 @@ class DirectExecutor:
                 rate_limited += 1
                 wait = (
                     reply.retry_after
-                    or _reset_seconds(reply.limits)
+                    or reset_seconds(reply.limits)
                     or self.policy.backoff(rate_limited)
                 )
                 gate.throttled(min(wait, 600.0), "rate limited")
@@ -479,7 +381,7 @@ class DirectExecutor:
         u = state.usage
         return UsageEvent(
             timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
-            batch_id=f"direct:{state.job.id}:{state.chunk.idx}",
+            batch_id=usage_id(state.job.id, state.chunk.idx),
             job_id=state.job.id,
             source_file=state.job.input_path,
             api_key_prefix=self.identity.api_key_prefix,
@@ -504,26 +406,8 @@ class DirectExecutor:
     # --- the end of a chunk -----------------------------------------------------------
 
     def _collect(self, job: JobRow, chunk: ChunkRow, n: int, state: _Chunk) -> None:
-        files = JobFiles(self.settings, job.id)
-        answered = read_answers(state.path)
-        results = ChunkResults()
-        mode = self.spec.options.answer_mode
-        for cid, record in sorted(answered.items()):
-            row = row_of(cid)
-            if row is not None:
-                results.add_answer(row, answer_of(record, self.spec), self.spec.prompt, mode)
-        result_file = files.results / f"{files.result_stem(chunk.request_file)}.parquet"
-        results.write(result_file)
         self.record_spend(state)
-        error = None
-        status = ChunkStatus.DONE
-        if results.succeeded == 0 and chunk.requests:
-            code, count = results.error_codes.most_common(1)[0]
-            error = f"no successful request; most common error {code} ({count} of {chunk.requests})"
-            status = ChunkStatus.FAILED
-        self.ledger.set_chunk(
-            job.id, chunk.idx, status=status, result_file=result_file.name, error=error
-        )
+        status = finish_chunk(self.ledger, self.settings, self.spec, job, chunk)
         final = "completed" if status is ChunkStatus.DONE else "failed"
         self.emit(state, force=True, status=final)
 
@@ -561,38 +445,17 @@ class DirectExecutor:
         )
 
 
-def _quota(body: Any) -> bool:
-    error = body.get("error") if isinstance(body, dict) else None
-    if not isinstance(error, dict):
-        return False
-    return error.get("code") in _QUOTA_CODES or error.get("type") in _QUOTA_CODES
-
-
-def _reset_seconds(limits: dict[str, str] | Any) -> float | None:
-    """Seconds until a rate limit that is used up resets (x-ratelimit-* headers)."""
-    for kind in ("requests", "tokens"):
-        remaining = limits.get(f"x-ratelimit-remaining-{kind}")
-        reset = limits.get(f"x-ratelimit-reset-{kind}")
-        if remaining == "0" and reset:
-            return _duration(reset)
-    return None
-
-
-def _duration(text: str) -> float | None:
-    """OpenAI's reset durations: ``1s``, ``6m0s``, ``250ms``, ``1h2m3.5s``."""
-    total, number = 0.0, ""
-    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch.isdigit() or ch == ".":
-            number += ch
-            i += 1
-            continue
-        unit = "ms" if text[i : i + 2] == "ms" else ch
-        if unit not in units or not number:
-            return None
-        total += float(number) * units[unit]
-        number = ""
-        i += len(unit)
-    return total if not number else None
+def direct_executor(session: Session) -> DirectExecutor:
+    """The session's row executor unless it is given another (``Session.direct_executor``)."""
+    return DirectExecutor(
+        lambda timeout: session.spec.provider.direct_transport(timeout=timeout),
+        session.ledger,
+        session.settings,
+        session.spec,
+        session.identity,
+        on_event=session.on_event,
+        clock=session.clock,
+        policy=session.policy,
+        spent_before=session.spent,
+        say=session.say,
+    )

@@ -21,7 +21,6 @@ from batchgrader.errors import (
 )
 from batchgrader.execution.batch import BatchExecutor
 from batchgrader.execution.deadline import DeadlinePlan, default_rate, parse_deadline
-from batchgrader.execution.direct import DirectExecutor
 from batchgrader.execution.resubmit import add_retry_chunks
 from batchgrader.execution.session import GradeOptions, Session
 from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow
@@ -80,27 +79,13 @@ class Dispatch:
         return chunks
 
     def direct(self, job: JobRow, *, only: set[int] | None = None) -> list[ChunkRow]:
+        """Run the job's direct chunks (or those in ``only``) with the session's row executor."""
         s = self.s
-        direct = DirectExecutor(
-            lambda timeout: s.spec.provider.direct_transport(timeout=timeout),
-            s.ledger,
-            s.settings,
-            s.spec,
-            s.identity,
-            on_event=s.on_event,
-            clock=s.clock,
-            policy=s.policy,
-            spent_before=s.spent,
-        )
+        executor = s.direct_executor(s)
         try:
-            return direct.run(job, only=only)
+            return executor.run(job, only=only)
         finally:
-            s.spent = direct.spent
-            if direct.possibly_executed:
-                s.say(
-                    f"{direct.possibly_executed:,} request(s) lost their connection after "
-                    "being sent and were sent again: their first try may have been billed."
-                )
+            s.spent = executor.spent
 
     # --- the deadline -------------------------------------------------------------------
 

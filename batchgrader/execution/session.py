@@ -18,7 +18,9 @@ from batchgrader.data.formats import Format
 from batchgrader.errors import (
     Interrupted,
 )
+from batchgrader.execution.direct import direct_executor
 from batchgrader.execution.events import Clock, EventSink, Identity, SystemClock, TickSink
+from batchgrader.execution.executor import RowExecutorFactory
 from batchgrader.execution.locks import JobLock
 from batchgrader.execution.pilot import PilotReport
 from batchgrader.execution.resubmit import RetryScope
@@ -79,6 +81,8 @@ class Session:
     running: list[str] = field(default_factory=list)
     #: Dollars spent by direct requests in this run (checked against budget.max_cost_usd).
     spent: Decimal = Decimal(0)
+    #: Builds the executor of the ``direct`` chunks (the executor seam: execution/executor.py).
+    direct_executor: RowExecutorFactory = direct_executor
 
 
 @contextmanager

@@ -304,11 +304,24 @@ class DirectTransport(Protocol):
     async def aclose(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Account:
+    """Who pays for a provider's requests: the key in force ("" when none) and where the
+    requests go (shown masked and as a host in the ledger)."""
+
+    key: str
+    base_url: str
+
+
 class Provider(Protocol):
     """One service that answers requests: OpenAI (and compatible servers), Anthropic."""
 
     name: str
     limits: BatchLimits
+
+    def account(self) -> Account:
+        """The key and base URL in force (no network)."""
+        ...
 
     def codec(
         self, options: RequestOptions, prompt: Prompt, *, max_usage: int | None = None

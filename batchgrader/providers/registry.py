@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from batchgrader.providers.anthropic import AnthropicProvider
-from batchgrader.providers.base import Provider
-from batchgrader.providers.openai import OpenAIProvider
-from batchgrader.settings import Settings
+from importlib import import_module
+from typing import cast
 
-PROVIDERS = ("openai", "anthropic")
+from batchgrader.errors import ConfigError
+from batchgrader.providers.base import Provider
+from batchgrader.providers.names import PROVIDERS
+from batchgrader.settings import Settings
 
 
 def provider_name(settings: Settings, model: str | None = None) -> str:
@@ -26,6 +27,11 @@ def provider_name(settings: Settings, model: str | None = None) -> str:
 def provider_for(settings: Settings, name: str | None = None) -> Provider:
     """The provider ``name`` (default: the settings' choice), configured from the settings."""
     chosen = name or provider_name(settings)
-    if chosen == "anthropic":
-        return AnthropicProvider(settings.anthropic, settings.api)
-    return OpenAIProvider(settings.api)
+    where = PROVIDERS.get(chosen)
+    if where is None:  # a job stored by a provider this install does not have
+        raise ConfigError(
+            f"'{chosen}' is not a provider batchgrader knows.",
+            hint="Use auto, " + ", ".join(PROVIDERS) + ".",
+        )
+    module, _, function = where.partition(":")
+    return cast(Provider, getattr(import_module(module), function)(settings))

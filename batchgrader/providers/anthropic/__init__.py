@@ -17,11 +17,14 @@ from batchgrader.prompting.prompts import Prompt
 from batchgrader.providers.anthropic.counting import ExactCounter
 from batchgrader.providers.anthropic.requests import AnthropicCodec
 from batchgrader.providers.anthropic.tokens import ApproximateCounter
-from batchgrader.providers.base import BatchLimits
-from batchgrader.settings import AnthropicSettings, ApiSettings
+from batchgrader.providers.base import Account, BatchLimits
+from batchgrader.settings import AnthropicSettings, ApiSettings, Settings
 
 if TYPE_CHECKING:
     from batchgrader.providers.anthropic.client import AnthropicBatches, AnthropicDirect
+
+#: Where requests go without ``anthropic.base_url`` (ANTHROPIC_BASE_URL).
+DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 #: Message Batches limits: 100,000 requests and 256 MB of create body per batch. The
 #: byte limit leaves room for the body's envelope (``{"requests":[...]}``) and reads
@@ -42,6 +45,10 @@ class AnthropicProvider:
     def __init__(self, settings: AnthropicSettings, api: ApiSettings) -> None:
         self.settings = settings
         self.api = api
+
+    def account(self) -> Account:
+        key = self.settings.key.get_secret_value() if self.settings.key else ""
+        return Account(key, self.settings.base_url or DEFAULT_BASE_URL)
 
     def codec(
         self, options: RequestOptions, prompt: Prompt, *, max_usage: int | None = None
@@ -72,3 +79,8 @@ class AnthropicProvider:
         from batchgrader.providers.anthropic.client import AnthropicDirect
 
         return AnthropicDirect(self.settings, timeout=timeout)
+
+
+def from_settings(settings: Settings) -> AnthropicProvider:
+    """The provider ``request.provider = "anthropic"`` names (providers/names.py)."""
+    return AnthropicProvider(settings.anthropic, settings.api)

@@ -11,12 +11,15 @@ from typing import TYPE_CHECKING
 from batchgrader.prompting.options import RequestOptions
 from batchgrader.prompting.prompts import Prompt
 from batchgrader.prompting.tokens import Counter
-from batchgrader.providers.base import BatchLimits
+from batchgrader.providers.base import Account, BatchLimits
 from batchgrader.providers.openai.requests import OpenAICodec
-from batchgrader.settings import ApiSettings
+from batchgrader.settings import ApiSettings, Settings
 
 if TYPE_CHECKING:
     from batchgrader.providers.openai.client import OpenAIBatches, OpenAIDirect
+
+#: Where requests go without ``api.base_url`` (OPENAI_BASE_URL).
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
 
 #: Batch API limits: 50,000 requests and 200 MB of input file per batch.
 LIMITS = BatchLimits(
@@ -34,6 +37,10 @@ class OpenAIProvider:
 
     def __init__(self, api: ApiSettings) -> None:
         self.api = api
+
+    def account(self) -> Account:
+        key = self.api.key.get_secret_value() if self.api.key else ""
+        return Account(key, self.api.base_url or DEFAULT_BASE_URL)
 
     def codec(
         self, options: RequestOptions, prompt: Prompt, *, max_usage: int | None = None
@@ -58,3 +65,8 @@ class OpenAIProvider:
         from batchgrader.providers.openai.client import OpenAIDirect
 
         return OpenAIDirect(self.api, timeout=timeout)
+
+
+def from_settings(settings: Settings) -> OpenAIProvider:
+    """The provider ``request.provider = "openai"`` names (providers/names.py)."""
+    return OpenAIProvider(settings.api)

@@ -1,0 +1,120 @@
+"""How fast a direct run sends: a concurrency gate that halves on a rate limit and
+grows back, token buckets for requests and tokens a minute, and what a 429 says (a
+used-up quota, or when the limit resets).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Error codes of an account with no quota or credits left (OpenAI, Anthropic).
+QUOTA_CODES = ("insufficient_quota", "credit_balance_exhausted", "billing_error")
+
+
+@dataclass
+class Gate:
+    """Concurrency that halves on a rate limit and grows back one slot at a time."""
+
+    ceiling: int
+    limit: int
+    active: int = 0
+    pause_until: float = 0.0
+    successes: int = 0
+    state: str = ""
+    _cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def acquire(self) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.active < self.limit)
+            self.active += 1
+        delay = self.pause_until - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    async def release(self) -> None:
+        async with self._cond:
+            self.active -= 1
+            self._cond.notify_all()
+
+    def throttled(self, wait: float, why: str) -> None:
+        self.limit = max(1, self.limit // 2)
+        self.pause_until = max(self.pause_until, time.monotonic() + wait)
+        self.successes = 0
+        self.state = f"{why}: {self.limit} at once, paused {wait:.0f}s"
+
+    async def succeeded(self) -> None:
+        self.successes += 1
+        if self.limit < self.ceiling and self.successes >= self.limit:
+            async with self._cond:
+                self.limit += 1
+                self.successes = 0
+                self._cond.notify_all()
+            if self.limit == self.ceiling:
+                self.state = ""
+
+
+@dataclass
+class Pace:
+    """Requests and tokens a minute, as token buckets (None: no pacing)."""
+
+    per_minute: int | None
+    tokens: float = 0.0
+    stamp: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = float(self.per_minute or 0)
+
+    async def take(self, amount: float) -> None:
+        if self.per_minute is None:
+            return
+        amount = min(amount, float(self.per_minute))
+        while True:
+            now = time.monotonic()
+            self.tokens = min(
+                float(self.per_minute), self.tokens + (now - self.stamp) * self.per_minute / 60
+            )
+            self.stamp = now
+            if self.tokens >= amount:
+                self.tokens -= amount
+                return
+            await asyncio.sleep((amount - self.tokens) * 60 / self.per_minute)
+
+
+def quota_exhausted(body: Any) -> bool:
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return False
+    return error.get("code") in QUOTA_CODES or error.get("type") in QUOTA_CODES
+
+
+def reset_seconds(limits: dict[str, str] | Any) -> float | None:
+    """Seconds until a rate limit that is used up resets (x-ratelimit-* headers)."""
+    for kind in ("requests", "tokens"):
+        remaining = limits.get(f"x-ratelimit-remaining-{kind}")
+        reset = limits.get(f"x-ratelimit-reset-{kind}")
+        if remaining == "0" and reset:
+            return _duration(reset)
+    return None
+
+
+def _duration(text: str) -> float | None:
+    """OpenAI's reset durations: ``1s``, ``6m0s``, ``250ms``, ``1h2m3.5s``."""
+    total, number = 0.0, ""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch.isdigit() or ch == ".":
+            number += ch
+            i += 1
+            continue
+        unit = "ms" if text[i : i + 2] == "ms" else ch
+        if unit not in units or not number:
+            return None
+        total += float(number) * units[unit]
+        number = ""
+        i += len(unit)
+    return total if not number else None
