@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Literal, NamedTuple
 
@@ -641,6 +643,27 @@ def test_timeout_fault(fake: FakeBatchAPI) -> None:
         with pytest.raises(openai.APITimeoutError):
             sdk.batches.list()
         assert sdk.batches.list().data == []
+
+
+def test_hold_fault_waits_for_release(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """A ``hold`` fault keeps the request (counted in ``held``) until released, then
+    performs it; requests after it are served at once."""
+    fake.inject_fault("upload", "hold")
+    done: list[str] = []
+    worker = threading.Thread(
+        target=lambda: done.append(
+            client.files.create(file=("a.jsonl", b"{}\n"), purpose="batch").id
+        )
+    )
+    worker.start()
+    deadline = time.monotonic() + 10
+    while fake.held == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.held == 1 and not done
+    assert client.files.create(file=("b.jsonl", b"{}\n"), purpose="batch").id
+    fake.release_held()
+    worker.join(timeout=10)
+    assert len(done) == 1 and done[0] in fake.files
 
 
 def test_retry_after_500_counts_retries(retrying_client: OpenAI, fake: FakeBatchAPI) -> None:
