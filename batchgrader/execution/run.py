@@ -166,6 +166,7 @@ class Grader:
 
     def __init__(self, session: Session) -> None:
         self.s = session
+        self._created: set[str] = set()  # jobs this run created (--force replaces once)
 
     # --- grade ------------------------------------------------------------------------
 
@@ -173,7 +174,17 @@ class Grader:
         """Validate every file, check the budget, then grade them one after the other."""
         s = self.s
         workloads = [Workload.of(path, s.spec) for path in paths]
-        prepared = [self._prepare(w, options) for w in workloads]
+        identities = [identity_of(w, s.spec) for w in workloads]
+        # Every lock is taken before any job is created, in one order for every process
+        # (the fingerprints'), each once: two runs of the same files in different orders
+        # never wait for each other in a circle, and a file given twice (or a copy of
+        # it) is one job.
+        names = {fp: w.source.path.name for w, (_, fp) in zip(workloads, identities, strict=True)}
+        for fp in sorted(names):
+            self._lock(fp, f"The job of {names[fp]}", options)
+        prepared = [
+            self._prepare(w, ident, options) for w, ident in zip(workloads, identities, strict=True)
+        ]
         self._budget(prepared, options)
         report = RunReport(files=[])
         for item in prepared:
@@ -224,19 +235,21 @@ class Grader:
         lock.acquire(wait=options.wait, on_wait=waiting)
         s.locks.append(lock)
 
-    def _prepare(self, workload: Workload, options: GradeOptions) -> _Prepared:
+    def _prepare(
+        self, workload: Workload, identity: tuple[str, str], options: GradeOptions
+    ) -> _Prepared:
+        """Find or create the job of ``workload`` (whose lock this process holds)."""
         s = self.s
-        input_hash, fp = identity_of(workload, s.spec)
-        name = workload.source.path.name
-        self._lock(fp, f"The job of {name}", options)
+        input_hash, fp = identity
         job = s.ledger.job_by_fingerprint(fp)
-        if job is not None and options.force:
+        if job is not None and options.force and job.id not in self._created:
             s.ledger.set_job(job.id, status=JobStatus.SUPERSEDED)
             job = None
         created = job is None
         reused_from = None
         if job is None:
             job = new_job(workload, s.spec, s.settings, s.ledger, input_hash, fp)
+            self._created.add(job.id)
         elif Path(job.input_path) != workload.source.path.resolve():
             reused_from = job.input_path
             s.say(
@@ -292,7 +305,7 @@ class Grader:
     def _budget(self, prepared: list[_Prepared], options: GradeOptions) -> None:
         """Check and reserve the run's worst case at once; ask before an expensive run."""
         s = self.s
-        jobs = [p.job for p in prepared]
+        jobs = list({p.job.id: p.job for p in prepared}.values())  # a file given twice
         state = s.settings.state_dir()
         try:
             check = budget.reserve_run(
