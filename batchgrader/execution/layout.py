@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -20,6 +21,13 @@ class JobFiles:
     def __init__(self, settings: Settings, job_id: str) -> None:
         self.job_id = job_id
         self.folder = paths.jobs_dir(settings.state_dir()) / job_id
+
+    def sibling(self, job_id: str) -> JobFiles:
+        """The files of another job of the same state folder."""
+        other = copy.copy(self)
+        other.job_id = job_id
+        other.folder = self.folder.parent / job_id
+        return other
 
     @property
     def requests(self) -> Path:

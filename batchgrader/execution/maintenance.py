@@ -20,6 +20,7 @@ from batchgrader.execution.layout import JobFiles
 from batchgrader.execution.merge import result_windows
 from batchgrader.execution.results import permanent
 from batchgrader.execution.retrying import RetryPolicy
+from batchgrader.execution.reuse import forget
 from batchgrader.ledger.records import ChunkStatus, JobRow, JobStatus
 from batchgrader.ledger.store import Ledger
 from batchgrader.money.budget import release_reservations
@@ -113,6 +114,7 @@ def clean_jobs(settings: Settings, ledger: Ledger, transport: BatchTransport | N
             kept.append(job.id)
         else:
             files.remove()
+            forget(ledger, job.id)
             removed.append(job.id)
     return CleanReport(removed=removed, kept_for_retry=kept, remote_files_deleted=deleted)
 

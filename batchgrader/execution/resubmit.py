@@ -150,6 +150,8 @@ def _lines(
     """(row, request line) of ``rows``: from the request files, else built again."""
     wanted = set(rows)
     for chunk in chunks:
+        if chunk.mode is ChunkMode.REUSED:  # nothing was sent: no request file
+            continue
         path = files.request_file(chunk.request_file)
         if not path.exists():
             continue

@@ -41,8 +41,9 @@ from batchgrader.execution.output import (
 from batchgrader.execution.recovery import write_recovered
 from batchgrader.execution.resubmit import RetryScope, add_retry_chunks
 from batchgrader.execution.retrying import RetryPolicy
+from batchgrader.execution.reuse import remember, reused, scope_of
 from batchgrader.execution.summary import RowTally, RunSummary, summarise
-from batchgrader.ledger.records import ChunkRow, ChunkStatus, JobRow, JobStatus
+from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow, JobStatus
 from batchgrader.ledger.store import Ledger
 from batchgrader.money import budget
 from batchgrader.money.costs import today_cost
@@ -248,8 +249,19 @@ class Grader:
         created = job is None
         reused_from = None
         if job is None:
-            job = new_job(workload, s.spec, s.settings, s.ledger, input_hash, fp)
+            scope = scope_of(s.spec.provider.name, s.identity.base_url_host)
+            job = new_job(
+                workload,
+                s.spec,
+                s.settings,
+                s.ledger,
+                input_hash,
+                fp,
+                reuse_scope=scope,
+                lookup=not options.force,
+            )
             self._created.add(job.id)
+            self._say_reused(job)
         elif Path(job.input_path) != workload.source.path.resolve():
             reused_from = job.input_path
             s.say(
@@ -339,6 +351,26 @@ class Grader:
     # --- running ------------------------------------------------------------------------
 
     def _run(self, item: _Prepared, options: GradeOptions) -> RunSummary:
+        summary = self._drive(item, options)
+        files = JobFiles(self.s.settings, item.job.id)
+        rows, saved = reused(files, self.s.ledger.chunks(item.job.id), self.s.spec.price)
+        summary.reused = rows
+        summary.reused_cost = str(saved) if saved is not None else None
+        return summary
+
+    def _say_reused(self, job: JobRow) -> None:
+        s = self.s
+        rows, saved = reused(JobFiles(s.settings, job.id), s.ledger.chunks(job.id), s.spec.price)
+        if rows:
+            worth = f" (they cost ${saved:,.6f} when paid)" if saved is not None else ""
+            chunks = s.ledger.chunks(job.id)
+            sent = sum(c.requests for c in chunks if c.mode is not ChunkMode.REUSED)
+            s.say(
+                f"{rows:,} row(s) of {Path(job.input_path).name} were answered before with the "
+                f"same request: their paid answers are reused{worth}; {sent:,} row(s) to send."
+            )
+
+    def _drive(self, item: _Prepared, options: GradeOptions) -> RunSummary:
         s = self.s
         job, target = item.job, item.target
         files = JobFiles(s.settings, job.id)
@@ -385,6 +417,7 @@ class Grader:
         s = self.s
         job, target, workload = item.job, item.target, item.workload
         files = JobFiles(s.settings, job.id)
+        remember(s.ledger, files, job, chunks)  # its answers, for any later job to reuse
         if file_hash(workload.source.path) != job.input_hash:
             # The input changed while the batches ran: never merge by position.
             path = write_recovered(files, job, s.spec, chunks, target)

@@ -14,7 +14,7 @@ from batchgrader.data.formats import Format, format_of
 from batchgrader.data.reading import scan_table
 from batchgrader.errors import InputFileError
 from batchgrader.execution.results import permanent
-from batchgrader.ledger.records import ChunkRow, ChunkStatus, JobRow
+from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow
 from batchgrader.ledger.store import Ledger
 
 #: Request files of chunks that resend rows (their rows are counted once, in the first).
@@ -43,6 +43,8 @@ class RunSummary(BaseModel):
     errors: list[str] = []
     #: Rows answered before (by this or another job) whose paid answers were reused.
     reused: int = 0
+    #: What those answers cost when they were paid (dollars; None: unpriced).
+    reused_cost: str | None = None
     notes: list[str] = []
 
 
@@ -110,11 +112,10 @@ def summarise(
     output: str | None,
     status: str,
     *,
-    reused: int = 0,
     notes: list[str] | None = None,
 ) -> RunSummary:
     requests = sum(c.requests for c in chunks if not c.request_file.startswith(RETRY_PREFIX))
-    requests += reused
+    sent = [c for c in chunks if c.mode is not ChunkMode.REUSED]
     graded = failed = invalid = 0
     counts: dict[str, int] = {}
     if tally is not None:
@@ -138,13 +139,12 @@ def summarise(
         skipped=job.rows - requests,
         invalid_answers=invalid,
         score_counts=counts,
-        chunks=len(chunks),
-        chunks_failed=sum(1 for c in chunks if c.status is ChunkStatus.FAILED),
+        chunks=len(sent),
+        chunks_failed=sum(1 for c in sent if c.status is ChunkStatus.FAILED),
         input_tokens=sum(e.input_tokens for e in events),
         cached_tokens=sum(e.cached_input_tokens for e in events),
         output_tokens=sum(e.output_tokens for e in events),
         cost=str(total_cost) if events else None,
         errors=errors,
-        reused=reused,
         notes=notes or [],
     )

@@ -158,6 +158,24 @@ def m003_provider_seam(db: sqlite3.Connection) -> None:
         db.execute("UPDATE batches SET results = ? WHERE id = ?", (json.dumps(handles), batch_id))
 
 
+@migration
+def m004_answer_index(db: sqlite3.Connection) -> None:
+    """Answers already paid for, by request: the key of a request (a hash of its line less
+    the custom_id, and where it was sent) to the stored result holding its answer."""
+    _script(
+        db,
+        """
+        CREATE TABLE answers (
+            key BLOB PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            result_file TEXT NOT NULL,
+            row INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX answers_job ON answers (job_id, result_file);
+        """,
+    )
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply every migration not yet applied, each in its own transaction; returns the
     names applied now. Two processes opening a new ledger at once apply each step once."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
@@ -21,7 +22,7 @@ from batchgrader.errors import PlanError
 from batchgrader.planning.chunking import Chunk, ChunkPlanner, Limits, forced_boundaries
 from batchgrader.planning.estimate import CostEstimate, estimate_cost, expected_output_tokens
 from batchgrader.planning.spec import RequestSpec
-from batchgrader.planning.workload import Workload
+from batchgrader.planning.workload import RowBlock, Workload
 from batchgrader.settings import Settings
 
 
@@ -66,9 +67,18 @@ def chunk_file_name(index: int) -> str:
 
 
 def write_plan(
-    workload: Workload, limits: Limits, folder: Path, *, force_chunk_count: int = 0
+    workload: Workload,
+    limits: Limits,
+    folder: Path,
+    *,
+    force_chunk_count: int = 0,
+    leave_out: Callable[[RowBlock], set[int]] | None = None,
 ) -> Plan:
-    """Build every chunk's request file in ``folder`` (replaced atomically)."""
+    """Build every chunk's request file in ``folder`` (replaced atomically).
+
+    ``leave_out`` sees each block of prepared rows and names the rows not to send (their
+    answers come from elsewhere): they are kept out of the chunks' requests.
+    """
     folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     planner = ChunkPlanner(limits, forced_boundaries(workload.source.rows, force_chunk_count))
@@ -77,12 +87,16 @@ def write_plan(
     try:
         for batch in workload.blocks(with_lines=True):
             assert batch.lines is not None
+            left_out = leave_out(batch) if leave_out is not None else set()
             skip_iter = iter(batch.skipped)
             next_skip = next(skip_iter, None)
             for row, count, line in zip(batch.rows, batch.tokens, batch.lines, strict=True):
                 while next_skip is not None and next_skip < row:
                     planner.skip(next_skip)
                     next_skip = next(skip_iter, None)
+                if row in left_out:
+                    planner.skip(row)
+                    continue
                 data = line.encode("utf-8") + b"\n"
                 if planner.add(row, count, len(data)):
                     if handle is not None:

@@ -208,6 +208,11 @@ def summary_table(summaries: RunReport) -> Group:
             parts.append(dist)
         for error in s.errors[:5]:
             parts.append(Text(f"  {error}", style="red"))
+        if s.reused:
+            paid = f" (they cost {money(Decimal(s.reused_cost))} then)" if s.reused_cost else ""
+            parts.append(
+                Text(f"  {s.reused:,} row(s) reused answers paid for before{paid}.", style="dim")
+            )
     if summaries.today_cost is not None:
         parts.append(
             Text(f"Spent today (all runs): {money(Decimal(summaries.today_cost))}", style="dim")
