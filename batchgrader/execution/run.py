@@ -38,7 +38,7 @@ from batchgrader.execution.output import (
     own_output,
     resolve_target,
 )
-from batchgrader.execution.recovery import write_recovered
+from batchgrader.execution.recovery import what_changed, write_recovered
 from batchgrader.execution.resubmit import RetryScope, add_retry_chunks
 from batchgrader.execution.retrying import RetryPolicy
 from batchgrader.execution.reuse import remember, reused, scope_of
@@ -418,15 +418,18 @@ class Grader:
         job, target, workload = item.job, item.target, item.workload
         files = JobFiles(s.settings, job.id)
         remember(s.ledger, files, job, chunks)  # its answers, for any later job to reuse
-        if file_hash(workload.source.path) != job.input_hash:
+        source = workload.source.path
+        if not source.exists() or file_hash(source) != job.input_hash:
             # The input changed while the batches ran: never merge by position.
-            path = write_recovered(files, job, s.spec, chunks, target)
+            what = what_changed(source, workload.source.format, job)
+            path, tally = write_recovered(files, job, s.spec, chunks, target)
             notes.append(
-                f"{workload.source.path} changed while the job ran: the results were written "
-                f"against the job's own copy of the rows it sent, to {path}"
+                f"{source} changed while job {job.id} ran ({what}): nothing paid is lost, "
+                f"the results were written against the job's own copy of the rows it sent "
+                f"(row number, graded text, result) to {path}; {target.path} was not written"
             )
             s.ledger.set_job(job.id, status=JobStatus.FAILED, output_path=str(path))
-            summary = summarise(job, chunks, None, s.ledger, str(path), "failed", notes=notes)
+            summary = summarise(job, chunks, tally, s.ledger, str(path), "failed", notes=notes)
             summary.errors.append(notes[-1])
             return summary
         with aligned_results(files, job, chunks) as results:
