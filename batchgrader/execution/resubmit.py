@@ -16,6 +16,8 @@ from enum import StrEnum
 
 import polars as pl
 
+from batchgrader.errors import InputFileError
+from batchgrader.execution.identity import file_hash
 from batchgrader.execution.layout import JobFiles
 from batchgrader.execution.merge import result_windows
 from batchgrader.execution.results import permanent
@@ -58,13 +60,18 @@ def failed_rows(
     else:
         wanted = ~permanent(code)
     rows: set[int] = set()
+    answered: set[int] = set()
     for _, latest in result_windows(files, job, chunks):
         found = latest.filter(code.is_not_null() & wanted).select("row").collect()
         rows.update(found["row"].to_list())
+        ok = latest.filter(code.is_null() & pl.col("response").is_not_null()).select("row")
+        answered.update(ok.collect()["row"].to_list())
     if only is None:
         for chunk in chunks:
             if chunk.status in (ChunkStatus.FAILED, ChunkStatus.HALTED) and not chunk.result_file:
-                rows.update(_chunk_rows(files, chunk))
+                # (a range, once the request files are cleaned: rows answered by another
+                # chunk, such as reused answers, are not sent again)
+                rows.update(_chunk_rows(files, chunk) - answered)
     return rows
 
 
@@ -95,7 +102,7 @@ def add_retry_chunks(
     rows = failed_rows(files, job, chunks, scope=scope, only=only)
     if not rows:
         return 0
-    lines = sorted(_lines(files, chunks, rows, workload))
+    lines = sorted(_lines(files, job, chunks, rows, workload))
     planner = ChunkPlanner(limits_for(settings, spec, ledger.learned_limit(job.model)))
     parts: list[list[tuple[int, str]]] = []
     for row, line in lines:
@@ -145,7 +152,11 @@ def add_retry_chunks(
 
 
 def _lines(
-    files: JobFiles, chunks: list[ChunkRow], rows: set[int], workload: Workload | None
+    files: JobFiles,
+    job: JobRow,
+    chunks: list[ChunkRow],
+    rows: set[int],
+    workload: Workload | None,
 ) -> Iterable[tuple[int, str]]:
     """(row, request line) of ``rows``: from the request files, else built again."""
     wanted = set(rows)
@@ -162,8 +173,16 @@ def _lines(
                     wanted.discard(row)
                     yield row, line
     if wanted and workload is not None:
+        if file_hash(workload.source.path) != job.input_hash:
+            raise InputFileError(
+                f"{workload.source.path} changed since job {job.id} graded it, and the "
+                "job's request files were cleaned: its failed rows cannot be built again.",
+                hint="Restore the file the job graded, or grade the new file (answers "
+                "already paid for are reused, not paid again).",
+            )
         for block in workload.blocks(with_lines=True):
             assert block.lines is not None
+            wanted.difference_update(block.skipped)  # blank: never sent, never resent
             for row, line in zip(block.rows, block.lines, strict=True):
                 if row in wanted:
                     wanted.discard(row)
