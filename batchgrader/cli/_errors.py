@@ -16,7 +16,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from batchgrader.cli._context import AppContext
-from batchgrader.errors import BatchgraderError
+from batchgrader.errors import BatchgraderError, storage_error
 from batchgrader.masking import mask
 
 log = logging.getLogger("batchgrader.cli")
@@ -65,3 +65,9 @@ class BoundaryGroup(TyperGroup):
         except BatchgraderError as exc:
             report(AppContext.of(ctx), exc)
             raise typer.Exit(exc.exit_code) from None
+        except Exception as exc:  # a full or read-only disk is not a bug; the rest are
+            known = storage_error(exc)
+            if known is None:
+                raise
+            report(AppContext.of(ctx), known)
+            raise typer.Exit(known.exit_code) from None
