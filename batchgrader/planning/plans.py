@@ -18,7 +18,7 @@ from typing import IO
 
 from pydantic import BaseModel
 
-from batchgrader.errors import PlanError
+from batchgrader.errors import PlanError, PromptError
 from batchgrader.planning.chunking import Chunk, ChunkPlanner, Limits, forced_boundaries
 from batchgrader.planning.estimate import CostEstimate, estimate_cost, expected_output_tokens
 from batchgrader.planning.spec import RequestSpec
@@ -79,6 +79,7 @@ def write_plan(
     ``leave_out`` sees each block of prepared rows and names the rows not to send (their
     answers come from elsewhere): they are kept out of the chunks' requests.
     """
+    _check_prompt_fits(workload, limits)
     folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     planner = ChunkPlanner(limits, forced_boundaries(workload.source.rows, force_chunk_count))
@@ -135,6 +136,20 @@ def write_plan(
         folder=str(folder),
         chunks=[ChunkSpec.of(c, chunk_file_name(c.index)) for c in chunks],
     )
+
+
+def _check_prompt_fits(workload: Workload, limits: Limits) -> None:
+    """A system message too big for any request is the prompt's fault, not row 1's."""
+    room = limits.context_tokens
+    fixed = workload.fixed_tokens() if room is not None else None
+    if room is not None and fixed is not None and fixed > room:
+        raise PromptError(
+            f"The prompt's system message alone needs {fixed:,} input tokens, over the "
+            f"{room:,} the model's context window leaves beside the answer: no row of "
+            f"{workload.source.path} can be sent.",
+            hint="Shorten the system message (or its examples), or lower --max-tokens "
+            "(request.max_tokens_per_response).",
+        )
 
 
 def enqueued_cap(settings: Settings, model: str, learned: int | None) -> int | None:
