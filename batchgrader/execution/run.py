@@ -183,9 +183,13 @@ class Grader:
         names = {fp: w.source.path.name for w, (_, fp) in zip(workloads, identities, strict=True)}
         for fp in sorted(names):
             self._lock(fp, f"The job of {names[fp]}", options)
-        prepared = [
-            self._prepare(w, ident, options) for w, ident in zip(workloads, identities, strict=True)
-        ]
+        prepared: list[_Prepared] = []
+        try:
+            for workload, identity in zip(workloads, identities, strict=True):
+                prepared.append(self._prepare(workload, identity, options))
+        except BaseException:  # refused before anything was sent: leave no job behind
+            self._forget_new(prepared)
+            raise
         self._budget(prepared, options)
         report = RunReport(files=[])
         for item in prepared:
@@ -272,7 +276,12 @@ class Grader:
         if options.retry is not None and job.status.finished:
             self._retry(job, workload, options.retry)
             job = s.ledger.job(job.id) or job
-        target = self._target(workload, job, options, reused=reused_from is not None)
+        try:
+            target = self._target(workload, job, options, reused=reused_from is not None)
+        except BaseException:
+            if created:
+                self._forget_new([_Prepared(workload, job, Target(Path(), "csv"), created)])
+            raise
         return _Prepared(workload, job, target, created, reused_from)
 
     def _target(
@@ -352,6 +361,7 @@ class Grader:
 
     def _run(self, item: _Prepared, options: GradeOptions) -> RunSummary:
         summary = self._drive(item, options)
+        summary.input = str(item.workload.source.path.resolve())  # (a copy: not the job's)
         files = JobFiles(self.s.settings, item.job.id)
         rows, saved = reused(files, self.s.ledger.chunks(item.job.id), self.s.spec.price)
         summary.reused = rows
