@@ -478,8 +478,9 @@ class BatchExecutor:
         self.ledger.set_chunk(
             job.id, chunk.idx, status=status, result_file=result_file.name, error=error
         )
-        if self.settings.run.delete_remote_files:
-            self.transport.delete(info, chunk.prepared_ref)
+        if self.settings.run.delete_remote_files and self.transport.delete(
+            info, chunk.prepared_ref
+        ):
             self.ledger.mark_deleted(info.id)
         self._emit(
             job,
@@ -570,8 +571,9 @@ class BatchExecutor:
         more = f" and {len(info.errors) - 1} more" if len(info.errors) > 1 else ""
         error = f"batch failed validation: {detail}{more}"
         self.ledger.set_chunk(job.id, chunk.idx, status=ChunkStatus.FAILED, error=error)
-        if self.settings.run.delete_remote_files:
-            self.transport.delete(info, chunk.prepared_ref)
+        if self.settings.run.delete_remote_files and self.transport.delete(
+            info, chunk.prepared_ref
+        ):
             self.ledger.mark_deleted(info.id)
         self._emit(
             job,

@@ -152,9 +152,9 @@ def _delete_remote(ledger: Ledger, transport: BatchTransport, job: JobRow) -> in
             results=results,
             input_ref=batch["input_ref"],
         )
-        transport.delete(info, None)
-        ledger.mark_deleted(batch["id"])
-        count += 1 + len(results)
+        if transport.delete(info, None):
+            ledger.mark_deleted(batch["id"])
+            count += (1 if batch["input_ref"] else 0) + len(results)
     return count
 
 
