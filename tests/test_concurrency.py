@@ -185,8 +185,8 @@ def test_same_file_three_times_at_once_makes_one_batch_per_chunk(
 def test_jobs_resume_twice_at_once(
     bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, home: Path, start: Callable[..., Proc]
 ) -> None:
-    """Two ``jobs resume ID`` at once: the second waits, both exit 0, nothing is created
-    again and the usage is recorded once."""
+    """Two ``jobs resume ID`` at once: the second waits (``jobs retry --no-wait`` exits
+    2), both exit 0, nothing is created again and the usage is recorded once."""
     texts = _texts(4)
     src = _input(isolated_env, texts)
     assert bg("grade", src, "--detach").exit_code == 0
@@ -197,6 +197,9 @@ def test_jobs_resume_twice_at_once(
     second = start(isolated_env, "jobs", "resume", job_id)
     _until(lambda: _waiting(second), [first, second], "the waiting line")
     assert f"Job {job_id} is being run by process {first.pid}" in second.stderr()
+    code, _, err = start(isolated_env, "jobs", "retry", job_id, "--no-wait").finish()
+    assert code == 2, err
+    assert f"Job {job_id} is being run by process {first.pid}; nothing was done" in err
     fake_api.polls_per_state = 1
     for proc in (first, second):
         code, _, err = proc.finish()
