@@ -7,6 +7,9 @@ messages and exit codes; the core only raises them.
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
 
 class BatchgraderError(Exception):
     """Base of every error a user can act on (never a bug)."""
@@ -111,6 +114,42 @@ class JobBusy(BatchgraderError):
     """Another process is running the same job (and ``--no-wait`` was given)."""
 
     code = "job_busy"
+
+
+class StorageError(BatchgraderError):
+    """A disk is full or read-only where batchgrader must write (state folder, outputs)."""
+
+    code = "storage"
+
+
+_RESUME = (
+    "Nothing paid for is lost: run the same command again once it can write there "
+    "(batches already submitted are found again, never paid twice)."
+)
+
+
+#: How libraries word a full or read-only disk when they do not raise an ``OSError``
+#: (SQLite; polars and other Rust code: "No space left on device (os error 28)").
+_FULL = ("disk is full", "No space left on device", "os error 28", "Disk quota exceeded")
+_READ_ONLY = ("readonly database", "Read-only file system", "os error 30")
+
+
+def storage_error(exc: BaseException) -> StorageError | None:
+    """A full or read-only disk as one line for the user (None: another problem)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = f" to write {exc.filename}" if exc.filename else ""
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return StorageError(f"No room left on the disk{where}.", hint=_RESUME)
+        if exc.errno == errno.EROFS:
+            return StorageError(f"The disk is read-only{where}.", hint=_RESUME)
+        return None
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    what = "the ledger" if isinstance(exc, sqlite3.Error) else "a file"
+    if any(word in text for word in _FULL):
+        return StorageError(f"No room left on the disk to write {what} ({text}).", hint=_RESUME)
+    if any(word in text for word in _READ_ONLY):
+        return StorageError(f"Cannot write {what}: the disk is read-only ({text}).", hint=_RESUME)
+    return None
 
 
 # --- the provider or the run failed (exit 1) ------------------------------------------

@@ -394,6 +394,7 @@ def load_settings(
     the file or variable and the key of the first invalid value.
     """
     cwd = cwd or Path.cwd()
+    _check_environment()
     layers, files = _layers(overrides or {}, config_file, cwd)
     merged: dict[str, Any] = {}
     for layer in layers:
@@ -407,6 +408,22 @@ def load_settings(
         for key in _flatten(layer.values):
             provenance[key] = layer
     return LoadedSettings(settings=settings, provenance=provenance, files=files)
+
+
+#: Variables of the libraries batchgrader uses that break its reading when malformed.
+POLARS_CSV_CHUNK_SIZE = "POLARS_CSV_CHUNK_SIZE"
+
+
+def _check_environment() -> None:
+    """Refuse a malformed variable that would make polars fail on every valid file."""
+    value = os.environ.get(POLARS_CSV_CHUNK_SIZE)
+    if value is not None and not (value.isascii() and value.isdigit() and int(value) > 0):
+        raise ConfigError(
+            f"Environment variable {POLARS_CSV_CHUNK_SIZE} is {value!r}: polars reads CSV "
+            "files in pieces of that many bytes and needs a whole number above 0.",
+            hint=f"Unset it (batchgrader then reads 4 MB pieces) or set a number of bytes, "
+            f"such as {POLARS_CSV_CHUNK_SIZE}=4194304.",
+        )
 
 
 def _layers(

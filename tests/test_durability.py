@@ -28,7 +28,7 @@ from tests.helpers import write_table
 Invoke = Callable[..., Result]
 USER = "Please evaluate the following text: "
 HOLD = 10**6  # polls per lifecycle step: a batch that never moves on its own
-TABLES = {"jobs", "chunks", "batches", "usage_events", "learned_limits"}
+TABLES = {"jobs", "chunks", "batches", "usage_events", "learned_limits", "answers"}
 
 
 def _texts(n: int, tag: str = "") -> list[str]:

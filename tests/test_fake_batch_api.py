@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any, Final, Literal, NamedTuple
 
@@ -17,6 +19,7 @@ from openai.types.responses import Response
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import (
     GARBAGE_ANSWER,
+    REFUSAL_TEXT,
     count_prompt_tokens,
     judge_answer,
     judge_score,
@@ -642,6 +645,27 @@ def test_timeout_fault(fake: FakeBatchAPI) -> None:
         assert sdk.batches.list().data == []
 
 
+def test_hold_fault_waits_for_release(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """A ``hold`` fault keeps the request (counted in ``held``) until released, then
+    performs it; requests after it are served at once."""
+    fake.inject_fault("upload", "hold")
+    done: list[str] = []
+    worker = threading.Thread(
+        target=lambda: done.append(
+            client.files.create(file=("a.jsonl", b"{}\n"), purpose="batch").id
+        )
+    )
+    worker.start()
+    deadline = time.monotonic() + 10
+    while fake.held == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.held == 1 and not done
+    assert client.files.create(file=("b.jsonl", b"{}\n"), purpose="batch").id
+    fake.release_held()
+    worker.join(timeout=10)
+    assert len(done) == 1 and done[0] in fake.files
+
+
 def test_retry_after_500_counts_retries(retrying_client: OpenAI, fake: FakeBatchAPI) -> None:
     """SDK retries of a 500 are visible in x-stainless-retry-count; retry-after-ms is honoured."""
     batch = submit(retrying_client, jsonl([_line("a")]))
@@ -1165,3 +1189,138 @@ def test_validate_request_line_without_http() -> None:
             "code": None,
         },
     }
+
+
+# --- servers that break or bend the result lines (issue 13 items 6-7, issue 12) ---------
+
+
+def _raw_lines(client: OpenAI, file_id: str | None) -> list[bytes]:
+    assert file_id
+    return client.files.content(file_id).content.split(b"\n")
+
+
+def test_corrupt_lines_break_only_their_line(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """Each corruption changes only the named request's line, as a broken server writes it;
+    the batch's own usage stays the true total."""
+    kinds = {
+        "r1": "not_utf8",
+        "r2": "prompt_tokens_text",
+        "r3": "negative_usage",
+        "r4": "usage_list",
+        "r5": "details_string",
+        "r6": "choices_object",
+        "r7": "missing",
+        "r8": "duplicate_differs",
+        "r9": "huge_usage",
+    }
+    fake.corrupt_lines = kinds
+    batch = submit(client, jsonl([_line(f"r{i}") for i in range(10)]))
+    fake.run_to_completion(batch.id)
+    done = client.batches.retrieve(batch.id)
+    raw = [line for line in _raw_lines(client, done.output_file_id) if line]
+    assert len(raw) == 10  # r7 missing, r8 twice
+    with pytest.raises(UnicodeDecodeError):
+        b"\n".join(raw).decode("utf-8")
+    lines = [json.loads(line.decode("utf-8", "replace")) for line in raw]
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for line in lines:
+        by_id.setdefault(line["custom_id"], []).append(line["response"]["body"])
+    assert "r7" not in by_id
+    assert by_id["r0"][0]["usage"]["prompt_tokens"] > 0
+    assert by_id["r2"][0]["usage"]["prompt_tokens"] == "abc"
+    assert by_id["r3"][0]["usage"]["completion_tokens"] == -7_227
+    assert isinstance(by_id["r4"][0]["usage"], list)
+    assert by_id["r5"][0]["usage"]["prompt_tokens_details"] == "cached: 0"
+    assert isinstance(by_id["r6"][0]["choices"], dict)
+    first, second = by_id["r8"]
+    assert first["choices"][0]["message"]["content"] != second["choices"][0]["message"]["content"]
+    assert by_id["r9"][0]["usage"]["prompt_tokens"] == 2 * 10**15
+    assert done.usage is not None
+    assert done.usage.input_tokens == 10 * by_id["r0"][0]["usage"]["prompt_tokens"]
+    assert done.request_counts is not None and done.request_counts.completed == 10
+
+
+def test_every_line_missing_leaves_a_zero_byte_output_file(
+    client: OpenAI, fake: FakeBatchAPI
+) -> None:
+    """A batch whose output lines are all lost still names its (empty) output file."""
+    fake.corrupt_lines = {"r0": "missing", "r1": "missing"}
+    batch = submit(client, jsonl([_line("r0"), _line("r1")]))
+    fake.run_to_completion(batch.id)
+    done = client.batches.retrieve(batch.id)
+    assert done.output_file_id
+    assert client.files.content(done.output_file_id).content == b""
+
+
+def test_llama_stack_line_style_and_no_batch_usage(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """llama-stack's lines: the body as a JSON string, errors as ``{type, message}`` with no
+    response, no trailing newline; ``report_usage`` off gives a null batch usage."""
+    fake.line_style = "llama_stack"
+    fake.report_usage = False
+    failing = chat_line("r1", "x [[fail:context_length_exceeded]]")
+    batch = submit(client, jsonl([_line("r0"), failing]))
+    fake.run_to_completion(batch.id)
+    done = client.batches.retrieve(batch.id)
+    assert done.usage is None
+    output = client.files.content(done.output_file_id or "").content
+    assert not output.endswith(b"\n")
+    (success,) = [json.loads(line) for line in output.split(b"\n")]
+    assert isinstance(success["response"]["body"], str)
+    assert json.loads(success["response"]["body"])["object"] == "chat.completion"
+    (error,) = [json.loads(line) for line in _raw_lines(client, done.error_file_id)]
+    assert "response" not in error
+    assert error["error"] == {
+        "type": "request_failed",
+        "message": "Error code: 400 - Simulated failure: context_length_exceeded",
+    }
+
+
+def test_unknown_status_and_invisible_uploads(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """``unknown_status`` replaces in_progress; an invisible upload fails its batch like an
+    unknown file (§2.10), then uploads are visible again."""
+    fake.unknown_status = "queued_for_capacity"
+    fake.invisible_uploads = 1
+    hidden = submit(client, jsonl([_line("a")]))
+    done, statuses = poll(client, hidden.id)
+    assert statuses == ["failed"]
+    assert done.errors is not None and done.errors.data is not None
+    assert "Cannot find file" in (done.errors.data[0].message or "")
+    fake.requests_per_step = 1
+    batch = submit(client, jsonl([_line("a"), _line("b")]))
+    done, statuses = poll(client, batch.id)
+    assert statuses[:2] == ["queued_for_capacity", "queued_for_capacity"]
+    assert done.status == "completed"
+
+
+@pytest.mark.parametrize("endpoint", [CHAT, RESPONSES])
+def test_refusal_and_truncation_markers(
+    client: OpenAI, fake: FakeBatchAPI, endpoint: Endpoint
+) -> None:
+    """``[[refuse]]`` gives the model's refusal; ``[[truncate]]`` an answer cut at the
+    request's output limit (finish_reason length, or an incomplete response)."""
+    limit_key = "max_completion_tokens" if endpoint == CHAT else "max_output_tokens"
+    if endpoint == CHAT:
+        lines = [chat_line(cid, text, **{limit_key: 40}) for cid, text in _MARKED]
+    else:
+        lines = [responses_line(cid, input=text, **{limit_key: 40}) for cid, text in _MARKED]
+    batch = submit(client, jsonl(lines), endpoint)
+    fake.run_to_completion(batch.id)
+    bodies = {
+        line["custom_id"]: line["response"]["body"]
+        for line in read_jsonl(client, client.batches.retrieve(batch.id).output_file_id)
+    }
+    refused, cut = bodies["refuse"], bodies["cut"]
+    if endpoint == CHAT:
+        assert refused["choices"][0]["message"]["content"] is None
+        assert refused["choices"][0]["message"]["refusal"] == REFUSAL_TEXT
+        assert cut["choices"][0]["finish_reason"] == "length"
+        assert cut["usage"]["completion_tokens"] == 40
+    else:
+        parts = next(i for i in refused["output"] if i["type"] == "message")["content"]
+        assert parts == [{"type": "refusal", "refusal": REFUSAL_TEXT}]
+        assert cut["status"] == "incomplete"
+        assert cut["incomplete_details"] == {"reason": "max_output_tokens"}
+        assert cut["usage"]["output_tokens"] == 40
+
+
+_MARKED = [("refuse", "say something awful [[refuse]]"), ("cut", "go on forever [[truncate]]")]

@@ -67,8 +67,11 @@ def test_a_new_provider_grades_a_file_in_batches(bg: Invoke, isolated_env: Path)
     assert sorted(memory.SERVICE.deleted) == sorted(b.id for b in batches)
     assert not memory.SERVICE.direct_calls
 
-    costs = json.loads(bg("costs", "--json").stdout)
-    assert costs["totals"]["input_tokens"] == memory.SERVICE.billed_input()
+    costs = json.loads(bg("costs", "--by", "provider", "--json").stdout)
+    (group,) = costs["groups"]
+    assert group["key"] == memory.NAME
+    assert group["spent"]["input_tokens"] == memory.SERVICE.billed_input()
+    assert group["committed"]["total_tokens"] == 0
 
 
 def test_a_new_provider_is_never_paid_twice_for_a_finished_file(

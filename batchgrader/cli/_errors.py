@@ -21,7 +21,7 @@ from typer.core import TyperGroup
 
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import tidy, tidy_own
-from batchgrader.errors import BatchgraderError, Interrupted
+from batchgrader.errors import BatchgraderError, Interrupted, storage_error
 from batchgrader.masking import mask
 
 log = logging.getLogger("batchgrader.cli")
@@ -136,6 +136,12 @@ class BoundaryGroup(TyperGroup):
             stopped = Interrupted("Terminated." if _terminated(exc) else "Interrupted.")
             report(AppContext.of(ctx), stopped)
             raise typer.Exit(TERMINATED if _terminated(exc) else stopped.exit_code) from None
+        except Exception as exc:  # a full or read-only disk is not a bug; the rest are
+            known = storage_error(exc)
+            if known is None:
+                raise
+            report(AppContext.of(ctx), known)
+            raise typer.Exit(known.exit_code) from None
 
     def _usage(self, exc: click.exceptions.UsageError) -> None:
         """With --json, a usage error is the JSON error envelope on stdout (exit 2)."""

@@ -109,6 +109,9 @@ def finish(
         return
     if app.json_mode:  # the summary on stdout already says what failed
         raise typer.Exit(RunFailed.exit_code)
+    errors = [e for s in report.files for e in s.errors]
+    if not (failed or invalid):  # the job itself failed (its summary says how)
+        raise RunFailed(errors[-1] if errors else "A job failed.")
     if failed:
         hint = f"{retry} resends only the {failed:,} row(s) a retry can fix."
     else:

@@ -17,7 +17,14 @@ from batchgrader.errors import InputFileError
 
 
 def check_header(path: Path, head: bytes, separator: str) -> None:
-    first = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").lstrip("\ufeff")
+    line = head.split(b"\n", 1)[0]
+    if b"\r" in line.rstrip(b"\r"):
+        raise InputFileError(
+            f"{path}: its lines end with a carriage return alone (\\r, as in old Mac "
+            "files); batchgrader reads lines ending in \\n or \\r\\n.",
+            hint=f"Convert the line ends, e.g.: tr '\\r' '\\n' < {path.name} > fixed{path.suffix}",
+        )
+    first = line.decode("utf-8", errors="replace").lstrip("\ufeff")
     names = next(csv.reader([first], delimiter=separator), [])
     seen: set[str] = set()
     for name in names:

@@ -455,7 +455,7 @@ class BatchExecutor:
                 hint="Results are kept for a limited time after a batch ends (OpenAI: 30 "
                 "days). Grade again with --force to pay for these rows again.",
             ) from None
-        expected = files.request_rows(chunk.request_file)
+        expected = files.request_rows(chunk.request_file, self.spec.codec)
         stuck = chunk.idx in self._stuck or (chunk.error or "").startswith(STUCK.code)
         not_run = STUCK if stuck else _NOT_RUN.get(info.state, _NOT_RUN[BatchState.COMPLETED])
         results = parse_result_files(
@@ -518,8 +518,9 @@ class BatchExecutor:
         self.ledger.set_chunk(
             job.id, chunk.idx, status=status, result_file=result_file.name, error=error
         )
-        if self.settings.run.delete_remote_files:
-            self.transport.delete(info, chunk.prepared_ref)
+        if self.settings.run.delete_remote_files and self.transport.delete(
+            info, chunk.prepared_ref
+        ):
             self.ledger.mark_deleted(info.id)
         self._emit(
             job,
@@ -610,8 +611,9 @@ class BatchExecutor:
         more = f" and {len(info.errors) - 1} more" if len(info.errors) > 1 else ""
         error = f"batch failed validation: {detail}{more}"
         self.ledger.set_chunk(job.id, chunk.idx, status=ChunkStatus.FAILED, error=error)
-        if self.settings.run.delete_remote_files:
-            self.transport.delete(info, chunk.prepared_ref)
+        if self.settings.run.delete_remote_files and self.transport.delete(
+            info, chunk.prepared_ref
+        ):
             self.ledger.mark_deleted(info.id)
         self._emit(
             job,

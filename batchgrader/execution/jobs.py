@@ -17,6 +17,7 @@ import polars as pl
 
 from batchgrader.execution.identity import file_hash, fingerprint
 from batchgrader.execution.layout import JobFiles
+from batchgrader.execution.reuse import Reuse
 from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow, JobStatus
 from batchgrader.ledger.store import Ledger, now_iso
 from batchgrader.planning.measure import calibrate, measure
@@ -51,10 +52,15 @@ def new_job(
     fp: str,
     *,
     mode: ChunkMode = ChunkMode.BATCH,
+    reuse_scope: str | None = None,
+    lookup: bool = True,
 ) -> JobRow:
     """Plan the chunks, write their request files and the rows' copy, record the job.
 
-    ``mode`` is how its chunks run (a Batch API, or direct calls).
+    ``mode`` is how its chunks run (a Batch API, or direct calls). With ``reuse_scope``
+    (where the requests go), each row's request key is kept and, with ``lookup``, rows
+    answered before are not planned: their answers are copied in as done chunks of mode
+    ``reused`` (``execution.reuse``).
     """
     job_id = datetime.now(UTC).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     files = JobFiles(settings, job_id)
@@ -72,14 +78,19 @@ def new_job(
             figure.method,
             f"{figure.high:,}",
         )
+    reuse = None
+    if reuse_scope is not None:
+        reuse = Reuse(ledger, files, reuse_scope, workload.id_width, lookup=lookup)
     try:
         plan = write_plan(
             workload,
             limits,
             files.requests,
             force_chunk_count=settings.chunking.force_chunk_count,
+            leave_out=reuse,
         )
         keep_rows(workload, files)
+        reused = reuse.chunks(job_id, len(plan.chunks)) if reuse is not None else []
     except BaseException:  # no job is recorded: leave no folder behind either
         shutil.rmtree(files.folder, ignore_errors=True)
         raise
@@ -121,7 +132,7 @@ def new_job(
         )
         for c in plan.chunks
     ]
-    ledger.add_job(job, chunks)
+    ledger.add_job(job, chunks + reused)
     return job
 
 

@@ -52,7 +52,10 @@ class JobLock:
                 ) from None
             on_wait(holder)
             self._lock.acquire(poll_interval=POLL_SECONDS)
-        self._pid_file.write_text(str(os.getpid()))
+        try:  # who holds it, for the waiting line of others: never worth failing for
+            self._pid_file.write_text(str(os.getpid()))
+        except OSError:
+            self._pid_file.unlink(missing_ok=True)
 
     def release(self) -> None:
         if self._lock.is_locked:

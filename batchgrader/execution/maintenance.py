@@ -21,6 +21,7 @@ from batchgrader.execution.layout import JobFiles
 from batchgrader.execution.merge import result_windows
 from batchgrader.execution.results import permanent
 from batchgrader.execution.retrying import RetryPolicy
+from batchgrader.execution.reuse import forget
 from batchgrader.ledger.records import ChunkStatus, JobRow, JobStatus
 from batchgrader.ledger.store import Ledger
 from batchgrader.money.budget import release_reservations
@@ -120,6 +121,7 @@ def clean_jobs(
             kept.append(job.id)
         else:
             files.remove()
+            forget(ledger, job.id)
             removed.append(job.id)
     return CleanReport(removed=removed, kept_for_retry=kept, remote_files_deleted=deleted)
 
@@ -157,9 +159,9 @@ def _delete_remote(ledger: Ledger, transport: BatchTransport, job: JobRow) -> in
             results=results,
             input_ref=batch["input_ref"],
         )
-        transport.delete(info, None)
-        ledger.mark_deleted(batch["id"])
-        count += 1 + len(results)
+        if transport.delete(info, None):
+            ledger.mark_deleted(batch["id"])
+            count += (1 if batch["input_ref"] else 0) + len(results)
     return count
 
 

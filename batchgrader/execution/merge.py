@@ -8,6 +8,10 @@ that no input column has, so a user's ``_row`` or ``llm_fields`` never collides.
 
 from __future__ import annotations
 
+import codecs
+import io
+import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -24,6 +28,8 @@ from batchgrader.execution.layout import JobFiles
 from batchgrader.execution.results import RESULT_SCHEMA
 from batchgrader.ledger.records import ChunkRow, ChunkStatus, JobRow
 from batchgrader.prompting.prompts import Prompt
+
+log = logging.getLogger(__name__)
 
 #: Rows per window when a job's results are read back: memory follows one window's
 #: results (a batch holds at most 100,000 rows), not the size of the input.
@@ -187,12 +193,71 @@ def write_output(
 ) -> list[str]:
     """Zip the row-aligned ``results`` onto the input and write it atomically.
 
-    Returns the input columns that were replaced (a graded file graded again).
+    Returns the input columns that were replaced (a graded file graded again). A JSONL
+    input graded to JSONL keeps each input line as it was (a column mixing numbers and
+    text keeps both, a number keeps its spelling): the result fields are added to it.
     """
     clashing = [name for name in source.columns if name in output_columns(prompt)]
-    merged = graded_rows(source.scan(), source.columns, text_column, results, chunks, prompt)
     fmt = out_format or format_of(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    if source.format == "jsonl" and fmt == "jsonl":
+        added = graded_rows(
+            source.scan([text_column]), [text_column], text_column, results, chunks, prompt
+        ).select(output_columns(prompt))
+        try:
+            with atomic_path(target) as tmp:  # (nothing is written if it stops half-way)
+                _append_fields(source.path, added, tmp, replace=bool(clashing))
+            return clashing
+        except _Misaligned:
+            log.warning("%s: its lines do not match its rows one to one.", source.path)
+    merged = graded_rows(source.scan(), source.columns, text_column, results, chunks, prompt)
     with atomic_path(target) as tmp:
         sink_rows(merged, tmp, fmt)
     return clashing
+
+
+def _object_lines(path: Path) -> Iterator[bytes]:
+    """The JSON object lines of a JSONL file, as polars counts its rows (blank lines and
+    a leading byte order mark left out)."""
+    with path.open("rb") as handle:
+        first = True
+        for raw in handle:
+            if first:
+                raw = raw.removeprefix(codecs.BOM_UTF8)
+                first = False
+            line = raw.strip()
+            if line:
+                yield line
+
+
+class _Misaligned(Exception):
+    """The input's lines and its rows (as polars reads them) do not match one to one."""
+
+
+def _append_fields(source: Path, added: pl.LazyFrame, target: Path, *, replace: bool) -> None:
+    """Write each input line with ``added``'s fields appended (``_Misaligned`` when the
+    lines and the rows do not match one to one: the file is then written the polars way)."""
+    lines = _object_lines(source)
+    with target.open("wb") as out:
+        for batch in added.collect_batches(chunk_size=WINDOW_ROWS):
+            encoded = io.BytesIO()
+            batch.write_ndjson(encoded)
+            for fields in encoded.getvalue().splitlines():
+                line = next(lines, None)
+                if line is None:
+                    raise _Misaligned
+                out.write(_with_fields(line, fields, replace=replace) + b"\n")
+    if next(lines, None) is not None:
+        raise _Misaligned
+
+
+def _with_fields(line: bytes, fields: bytes, *, replace: bool) -> bytes:
+    """``line`` (a JSON object) with the members of ``fields`` (another) added at its end;
+    with ``replace``, members of the same names are dropped from the line first."""
+    if replace:
+        names = json.loads(fields).keys()
+        kept = {k: v for k, v in json.loads(line).items() if k not in names}
+        line = json.dumps(kept, ensure_ascii=False, separators=(",", ":")).encode()
+    inner = line[:-1].rstrip()
+    empty = inner.endswith(b"{")
+    return inner + (b"" if empty else b",") + fields[1:-1] + b"}"

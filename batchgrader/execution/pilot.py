@@ -11,7 +11,6 @@ land in the graded file and are never sent again.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -29,7 +28,7 @@ from batchgrader.money.pricing import Tier, Usage, cost
 from batchgrader.planning.estimate import CountReport
 from batchgrader.planning.plans import DryRun
 from batchgrader.planning.spec import RequestSpec
-from batchgrader.providers.base import row_of
+from batchgrader.providers.base import RequestCodec, row_of
 
 #: The pilot's request file, and the seed of its sample (fixed: the same rows each time).
 PILOT_FILE = "pilot.jsonl"
@@ -73,7 +72,7 @@ def pilot_chunk(chunks: list[ChunkRow]) -> ChunkRow | None:
 
 
 def add_pilot_chunk(
-    settings_files: JobFiles, ledger: Ledger, job: JobRow, rows: int
+    files: JobFiles, ledger: Ledger, job: JobRow, rows: int, codec: RequestCodec
 ) -> ChunkRow | None:
     """Move ``rows`` sampled requests out of the job's pending batch chunks into a direct
     pilot chunk (once per job; a job already holding one keeps it)."""
@@ -90,13 +89,13 @@ def add_pilot_chunk(
     position = 0
     updates: list[tuple[ChunkRow, int, int, int]] = []
     for chunk in sources:
-        path = settings_files.request_file(chunk.request_file)
+        path = files.request_file(chunk.request_file)
         kept: list[str] = []
         taken = 0
         with path.open(encoding="utf-8") as handle:
             for line in handle:
                 if position in picked:
-                    row = row_of(json.loads(line)["custom_id"])
+                    row = row_of(codec.split_line(line)[0])
                     lines.append((row if row is not None else -1, line))
                     taken += 1
                 else:
@@ -114,7 +113,7 @@ def add_pilot_chunk(
         ledger.set_chunk(job.id, chunk.idx, requests=requests, tokens=max(tokens, 0), bytes=size)
     lines.sort()
     data = "".join(line for _, line in lines).encode("utf-8")
-    pilot = settings_files.request_file(PILOT_FILE)
+    pilot = files.request_file(PILOT_FILE)
     with atomic_path(pilot) as tmp:
         tmp.write_bytes(data)
         os.chmod(tmp, 0o600)

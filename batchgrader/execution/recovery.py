@@ -13,20 +13,38 @@ from pathlib import Path
 import polars as pl
 
 from batchgrader.data.atomic import atomic_path
+from batchgrader.data.formats import Format
+from batchgrader.data.reading import open_input
 from batchgrader.data.writing import sink_rows
+from batchgrader.errors import BatchgraderError
 from batchgrader.execution.jobs import ROWS_FILE
 from batchgrader.execution.layout import JobFiles
 from batchgrader.execution.merge import aligned_results, graded_rows
 from batchgrader.execution.output import Target, recovered_path
+from batchgrader.execution.summary import RowTally
 from batchgrader.ledger.records import ChunkRow, JobRow
 from batchgrader.planning.spec import RequestSpec
 
 
+def what_changed(path: Path, fmt: Format, job: JobRow) -> str:
+    """How the input now differs from the rows the job sent, in a few words."""
+    if not path.exists():
+        return "it is gone"
+    try:
+        rows = open_input(path, fmt).rows
+    except BatchgraderError as exc:
+        return f"it can no longer be read: {exc.message}"
+    if rows != job.rows:
+        return f"it had {job.rows:,} rows and has {rows:,} now"
+    return f"it has {rows:,} rows as before, in another order or with other contents"
+
+
 def write_recovered(
     files: JobFiles, job: JobRow, spec: RequestSpec, chunks: list[ChunkRow], target: Target
-) -> Path:
-    """Write the job's rows and results beside ``target``; returns the path written."""
+) -> tuple[Path, RowTally]:
+    """Write the job's rows and results beside ``target``; returns the path and tally."""
     path = recovered_path(target.path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a detached job wrote nothing there yet
     rows = pl.scan_parquet(files.folder / ROWS_FILE).select(
         (pl.col("row") + 1).alias("row"), pl.col("text").alias(spec.text_column)
     )
@@ -36,4 +54,5 @@ def write_recovered(
         )
         with atomic_path(path) as tmp:
             sink_rows(merged, tmp, target.format)
-    return path
+        tally = RowTally.of(results)
+    return path, tally

@@ -9,13 +9,14 @@ those, are built again from the (unchanged) input.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from enum import StrEnum
 
 import polars as pl
 
+from batchgrader.errors import InputFileError
+from batchgrader.execution.identity import file_hash
 from batchgrader.execution.layout import JobFiles
 from batchgrader.execution.merge import result_windows
 from batchgrader.execution.results import permanent
@@ -26,7 +27,7 @@ from batchgrader.planning.chunking import ChunkPlanner
 from batchgrader.planning.plans import limits_for
 from batchgrader.planning.spec import RequestSpec
 from batchgrader.planning.workload import Workload
-from batchgrader.providers.base import custom_id, row_of
+from batchgrader.providers.base import RequestCodec, custom_id, row_of
 from batchgrader.settings import Settings
 
 
@@ -41,6 +42,7 @@ def failed_rows(
     files: JobFiles,
     job: JobRow,
     chunks: list[ChunkRow],
+    codec: RequestCodec,
     *,
     scope: RetryScope = RetryScope.FAILED,
     only: tuple[str, ...] | None = None,
@@ -58,19 +60,24 @@ def failed_rows(
     else:
         wanted = ~permanent(code)
     rows: set[int] = set()
+    answered: set[int] = set()
     for _, latest in result_windows(files, job, chunks):
         found = latest.filter(code.is_not_null() & wanted).select("row").collect()
         rows.update(found["row"].to_list())
+        ok = latest.filter(code.is_null() & pl.col("response").is_not_null()).select("row")
+        answered.update(ok.collect()["row"].to_list())
     if only is None:
         for chunk in chunks:
             if chunk.status in (ChunkStatus.FAILED, ChunkStatus.HALTED) and not chunk.result_file:
-                rows.update(_chunk_rows(files, chunk))
+                # (a range, once the request files are cleaned: rows answered by another
+                # chunk, such as reused answers, are not sent again)
+                rows.update(_chunk_rows(files, chunk, codec) - answered)
     return rows
 
 
-def _chunk_rows(files: JobFiles, chunk: ChunkRow) -> set[int]:
+def _chunk_rows(files: JobFiles, chunk: ChunkRow, codec: RequestCodec) -> set[int]:
     try:
-        return files.request_rows(chunk.request_file)
+        return files.request_rows(chunk.request_file, codec)
     except FileNotFoundError:  # cleaned: every row of its range that was sent
         return set(range(chunk.first_row, chunk.last_row + 1))
 
@@ -92,10 +99,10 @@ def add_retry_chunks(
     """
     files = JobFiles(settings, job.id)
     chunks = ledger.chunks(job.id)
-    rows = failed_rows(files, job, chunks, scope=scope, only=only)
+    rows = failed_rows(files, job, chunks, spec.codec, scope=scope, only=only)
     if not rows:
         return 0
-    lines = sorted(_lines(files, chunks, rows, workload))
+    lines = sorted(_lines(files, job, chunks, rows, spec.codec, workload))
     planner = ChunkPlanner(limits_for(settings, spec, ledger.learned_limit(job.model)))
     parts: list[list[tuple[int, str]]] = []
     for row, line in lines:
@@ -145,23 +152,38 @@ def add_retry_chunks(
 
 
 def _lines(
-    files: JobFiles, chunks: list[ChunkRow], rows: set[int], workload: Workload | None
+    files: JobFiles,
+    job: JobRow,
+    chunks: list[ChunkRow],
+    rows: set[int],
+    codec: RequestCodec,
+    workload: Workload | None,
 ) -> Iterable[tuple[int, str]]:
     """(row, request line) of ``rows``: from the request files, else built again."""
     wanted = set(rows)
     for chunk in chunks:
+        if chunk.mode is ChunkMode.REUSED:  # nothing was sent: no request file
+            continue
         path = files.request_file(chunk.request_file)
         if not path.exists():
             continue
         with path.open(encoding="utf-8") as handle:
             for line in handle:
-                row = row_of(json.loads(line)["custom_id"])
+                row = row_of(codec.split_line(line)[0])
                 if row in wanted:
                     wanted.discard(row)
                     yield row, line
     if wanted and workload is not None:
+        if file_hash(workload.source.path) != job.input_hash:
+            raise InputFileError(
+                f"{workload.source.path} changed since job {job.id} graded it, and the "
+                "job's request files were cleaned: its failed rows cannot be built again.",
+                hint="Restore the file the job graded, or grade the new file (answers "
+                "already paid for are reused, not paid again).",
+            )
         for block in workload.blocks(with_lines=True):
             assert block.lines is not None
+            wanted.difference_update(block.skipped)  # blank: never sent, never resent
             for row, line in zip(block.rows, block.lines, strict=True):
                 if row in wanted:
                     wanted.discard(row)

@@ -39,8 +39,9 @@ from batchgrader.execution.output import (
     resolve_target,
 )
 from batchgrader.execution.pilot import PilotReport, add_pilot_chunk, pilot_report
-from batchgrader.execution.recovery import write_recovered
+from batchgrader.execution.recovery import what_changed, write_recovered
 from batchgrader.execution.resubmit import RetryScope, add_retry_chunks
+from batchgrader.execution.reuse import remember, reused, scope_of
 from batchgrader.execution.session import GradeOptions, RunReport, Session
 from batchgrader.execution.summary import RowTally, RunSummary, summarise
 from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow, JobStatus
@@ -72,6 +73,7 @@ class Grader:
     def __init__(self, session: Session) -> None:
         self.s = session
         self.dispatch = Dispatch(session)
+        self._created: set[str] = set()  # jobs this run created (--force replaces once)
 
     # --- grade ------------------------------------------------------------------------
 
@@ -79,7 +81,7 @@ class Grader:
         """Validate every file, check the budget, then grade them one after the other."""
         s = self.s
         workloads = [Workload.of(path, s.spec) for path in paths]
-        prepared = [self._prepare(w, options) for w in workloads]
+        prepared = self._prepare_all(workloads, options)
         if s.settings.run.pilot_rows:
             self._pilot(prepared, options)
         else:
@@ -139,20 +141,52 @@ class Grader:
         lock.acquire(wait=options.wait, on_wait=waiting)
         s.locks.append(lock)
 
-    def _prepare(self, workload: Workload, options: GradeOptions) -> _Prepared:
+    def _prepare_all(self, workloads: list[Workload], options: GradeOptions) -> list[_Prepared]:
+        """Lock every file's job, then find or create each (none is left if one is refused)."""
         s = self.s
-        input_hash, fp = identity_of(workload, s.spec)
-        name = workload.source.path.name
-        self._lock(fp, f"The job of {name}", options)
+        identities = [identity_of(w, s.spec) for w in workloads]
+        # Every lock is taken before any job is created, in one order for every process
+        # (the fingerprints'), each once: two runs of the same files in different orders
+        # never wait for each other in a circle, and a file given twice (or a copy of
+        # it) is one job.
+        names = {fp: w.source.path.name for w, (_, fp) in zip(workloads, identities, strict=True)}
+        for fp in sorted(names):
+            self._lock(fp, f"The job of {names[fp]}", options)
+        prepared: list[_Prepared] = []
+        try:
+            for workload, identity in zip(workloads, identities, strict=True):
+                prepared.append(self._prepare(workload, identity, options))
+        except BaseException:  # refused before anything was sent: leave no job behind
+            self._forget_new(prepared)
+            raise
+        return prepared
+
+    def _prepare(
+        self, workload: Workload, identity: tuple[str, str], options: GradeOptions
+    ) -> _Prepared:
+        """Find or create the job of ``workload`` (whose lock this process holds)."""
+        s = self.s
+        input_hash, fp = identity
         job = s.ledger.job_by_fingerprint(fp)
-        if job is not None and options.force:
+        if job is not None and options.force and job.id not in self._created:
             s.ledger.set_job(job.id, status=JobStatus.SUPERSEDED)
             job = None
         created = job is None
         reused_from = None
         if job is None:
-            mode = ChunkMode.DIRECT if s.settings.run.mode == "direct" else ChunkMode.BATCH
-            job = new_job(workload, s.spec, s.settings, s.ledger, input_hash, fp, mode=mode)
+            job = new_job(
+                workload,
+                s.spec,
+                s.settings,
+                s.ledger,
+                input_hash,
+                fp,
+                mode=ChunkMode.DIRECT if s.settings.run.mode == "direct" else ChunkMode.BATCH,
+                reuse_scope=scope_of(s.spec.provider.name, s.identity.base_url_host),
+                lookup=not options.force,
+            )
+            self._created.add(job.id)
+            self._say_reused(job)
         elif Path(job.input_path) != workload.source.path.resolve():
             reused_from = job.input_path
             s.say(
@@ -163,7 +197,12 @@ class Grader:
         if options.retry is not None and job.status.finished:
             self._retry(job, workload, options.retry)
             job = s.ledger.job(job.id) or job
-        target = self._target(workload, job, options, reused=reused_from is not None)
+        try:
+            target = self._target(workload, job, options, reused=reused_from is not None)
+        except BaseException:
+            if created:
+                self._forget_new([_Prepared(workload, job, Target(Path(), "csv"), created)])
+            raise
         return _Prepared(workload, job, target, created, reused_from)
 
     def _target(
@@ -238,7 +277,7 @@ class Grader:
         terminal the run goes on when it is within the budgets.
         """
         s = self.s
-        jobs = [p.job for p in prepared]
+        jobs = list({p.job.id: p.job for p in prepared}.values())  # a file given twice
         state = s.settings.state_dir()
         try:
             check = budget.reserve_run(
@@ -275,15 +314,16 @@ class Grader:
         """Run only the pilots of the files' jobs (``count`` / ``grade --dry-run`` with
         ``--pilot``): their answers are the jobs', and a later ``grade`` reuses them."""
         workloads = [Workload.of(path, self.s.spec) for path in paths]
-        prepared = [self._prepare(w, options) for w in workloads]
-        return self._run_pilots(prepared, options)
+        return self._run_pilots(self._prepare_all(workloads, options), options)
 
     def _run_pilots(self, prepared: list[_Prepared], options: GradeOptions) -> list[PilotReport]:
         s = self.s
         rows = s.settings.run.pilot_rows
         pilots: list[tuple[_Prepared, ChunkRow]] = []
         for item in prepared:
-            chunk = add_pilot_chunk(JobFiles(s.settings, item.job.id), s.ledger, item.job, rows)
+            chunk = add_pilot_chunk(
+                JobFiles(s.settings, item.job.id), s.ledger, item.job, rows, s.spec.codec
+            )
             if chunk is not None:
                 pilots.append((item, chunk))
         todo = [c for _, c in pilots if not c.status.finished]
@@ -363,6 +403,27 @@ class Grader:
     # --- running ------------------------------------------------------------------------
 
     def _run(self, item: _Prepared, options: GradeOptions) -> RunSummary:
+        summary = self._drive(item, options)
+        summary.input = str(item.workload.source.path.resolve())  # (a copy: not the job's)
+        files = JobFiles(self.s.settings, item.job.id)
+        rows, saved = reused(files, self.s.ledger.chunks(item.job.id), self.s.spec.price)
+        summary.reused = rows
+        summary.reused_cost = saved
+        return summary
+
+    def _say_reused(self, job: JobRow) -> None:
+        s = self.s
+        rows, saved = reused(JobFiles(s.settings, job.id), s.ledger.chunks(job.id), s.spec.price)
+        if rows:
+            worth = f" (they cost ${saved:,.6f} when paid)" if saved is not None else ""
+            chunks = s.ledger.chunks(job.id)
+            sent = sum(c.requests for c in chunks if c.mode is not ChunkMode.REUSED)
+            s.say(
+                f"{rows:,} row(s) of {Path(job.input_path).name} were answered before with the "
+                f"same request: their paid answers are reused{worth}; {sent:,} row(s) to send."
+            )
+
+    def _drive(self, item: _Prepared, options: GradeOptions) -> RunSummary:
         s = self.s
         job, target = item.job, item.target
         files = JobFiles(s.settings, job.id)
@@ -405,15 +466,19 @@ class Grader:
         s = self.s
         job, target, workload = item.job, item.target, item.workload
         files = JobFiles(s.settings, job.id)
-        if file_hash(workload.source.path) != job.input_hash:
+        remember(s.ledger, files, job, chunks)  # its answers, for any later job to reuse
+        source = workload.source.path
+        if not source.exists() or file_hash(source) != job.input_hash:
             # The input changed while the batches ran: never merge by position.
-            path = write_recovered(files, job, s.spec, chunks, target)
+            what = what_changed(source, workload.source.format, job)
+            path, tally = write_recovered(files, job, s.spec, chunks, target)
             notes.append(
-                f"{workload.source.path} changed while the job ran: the results were written "
-                f"against the job's own copy of the rows it sent, to {path}"
+                f"{source} changed while job {job.id} ran ({what}): nothing paid is lost, "
+                f"the results were written against the job's own copy of the rows it sent "
+                f"(row number, graded text, result) to {path}; {target.path} was not written"
             )
             s.ledger.set_job(job.id, status=JobStatus.FAILED, output_path=str(path))
-            summary = summarise(job, chunks, None, s.ledger, str(path), "failed", notes=notes)
+            summary = summarise(job, chunks, tally, s.ledger, str(path), "failed", notes=notes)
             summary.errors.append(notes[-1])
             return summary
         with aligned_results(files, job, chunks) as results:

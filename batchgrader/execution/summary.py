@@ -15,7 +15,7 @@ from batchgrader.data.reading import scan_table
 from batchgrader.errors import InputFileError
 from batchgrader.execution.pilot import PilotReport
 from batchgrader.execution.results import permanent
-from batchgrader.ledger.records import ChunkRow, ChunkStatus, JobRow
+from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow
 from batchgrader.ledger.store import Ledger
 
 #: Request files of chunks that resend rows (their rows are counted once, in the first).
@@ -47,6 +47,8 @@ class RunSummary(BaseModel):
     error_log: str | None = None
     #: Rows answered before (by this or another job) whose paid answers were reused.
     reused: int = 0
+    #: What those answers cost when they were paid (dollars; None: unpriced).
+    reused_cost: Decimal | None = None
     notes: list[str] = []
     #: What the pilot found (``grade --pilot N``).
     pilot: PilotReport | None = None
@@ -116,11 +118,10 @@ def summarise(
     output: str | None,
     status: str,
     *,
-    reused: int = 0,
     notes: list[str] | None = None,
 ) -> RunSummary:
     requests = sum(c.requests for c in chunks if not c.request_file.startswith(RETRY_PREFIX))
-    requests += reused
+    sent = [c for c in chunks if c.mode is not ChunkMode.REUSED]
     graded = failed = invalid = 0
     counts: dict[str, int] = {}
     if tally is not None:
@@ -144,14 +145,13 @@ def summarise(
         skipped=job.rows - requests,
         invalid_answers=invalid,
         score_counts=counts,
-        chunks=len(chunks),
-        chunks_failed=sum(1 for c in chunks if c.status is ChunkStatus.FAILED),
+        chunks=len(sent),
+        chunks_failed=sum(1 for c in sent if c.status is ChunkStatus.FAILED),
         input_tokens=sum(e.input_tokens for e in events),
         cached_tokens=sum(e.cached_input_tokens for e in events),
         output_tokens=sum(e.output_tokens for e in events),
         cost=total_cost if events else None,
         errors=errors,
-        reused=reused,
         notes=notes or [],
         pilot=PilotReport.model_validate_json(job.pilot) if job.pilot else None,
     )

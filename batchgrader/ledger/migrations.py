@@ -159,6 +159,24 @@ def m003_provider_seam(db: sqlite3.Connection) -> None:
 
 
 @migration
+def m004_answer_index(db: sqlite3.Connection) -> None:
+    """Answers already paid for, by request: the key of a request (a hash of its line less
+    the custom_id, and where it was sent) to the stored result holding its answer."""
+    _script(
+        db,
+        """
+        CREATE TABLE answers (
+            key BLOB PRIMARY KEY,
+            job_id TEXT NOT NULL,
+            result_file TEXT NOT NULL,
+            row INTEGER NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX answers_job ON answers (job_id, result_file);
+        """,
+    )
+
+
+@migration
 def m005_pilot_and_deadline(db: sqlite3.Connection) -> None:
     """A job's deadline (UTC, ISO 8601), its measured direct throughput (rows per second)
     and its pilot's findings (JSON)."""

@@ -56,6 +56,7 @@ class ChunkMode(StrEnum):
 
     BATCH = "batch"  # a provider batch
     DIRECT = "direct"  # bounded concurrent synchronous calls
+    REUSED = "reused"  # answers paid for before (by any job), copied: nothing is sent
 
 
 @dataclass

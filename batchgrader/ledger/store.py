@@ -79,6 +79,13 @@ class Ledger:
                     f"The ledger {path} is a folder, not a database file.",
                     hint="Move it away, or point paths.state_dir elsewhere.",
                 )
+            folder = next(p for p in path.parents if p.exists() or p == p.parent)
+            if folder.exists() and not folder.is_dir():
+                raise LedgerError(
+                    f"The state folder {folder} is a file, not a folder.",
+                    hint="Move it away, or point paths.state_dir (BATCHGRADER_STATE_DIR) "
+                    "elsewhere.",
+                )
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not path.exists():
                 path.touch(mode=0o600)
@@ -371,6 +378,24 @@ class Ledger:
         return cursor.rowcount
 
 
+#: Free bytes below which a disk counts as full for SQLite (its journal needs pages).
+FULL_BELOW = 256 * 1024
+
+
+def _disk_state(path: Path) -> str | None:
+    """ "read-only" or "full" when the ledger's disk is (SQLite often only says "disk I/O
+    error" or "unable to open database file")."""
+    try:
+        stat = os.statvfs(path.parent)
+    except (OSError, AttributeError):  # (no statvfs on Windows)
+        return None
+    if stat.f_flag & os.ST_RDONLY or (path.exists() and not os.access(path, os.W_OK)):
+        return "read-only"
+    if stat.f_bavail * stat.f_frsize < FULL_BELOW:
+        return "full"
+    return None
+
+
 def ledger_error(path: Path, exc: sqlite3.Error) -> LedgerError:
     """A ledger that cannot be used, as one line for the user."""
     text = str(exc)
@@ -379,12 +404,17 @@ def ledger_error(path: Path, exc: sqlite3.Error) -> LedgerError:
             f"The ledger {path} is not a batchgrader database (SQLite: {text}).",
             hint="Move it away (a new ledger is created), or point paths.state_dir elsewhere.",
         )
-    if "readonly" in text or "read-only" in text:
+    state = _disk_state(path)
+    if "readonly" in text or "read-only" in text or state == "read-only":
         return LedgerError(
-            f"The ledger {path} is read-only.", hint="Make it writable by you, or move it away."
+            f"The ledger {path} is read-only (SQLite: {text}).",
+            hint="Make it (and its folder) writable by you, or point paths.state_dir elsewhere.",
         )
-    if "full" in text:
-        return LedgerError(f"No room left to write the ledger {path} ({text}).")
+    if "full" in text or state == "full":
+        return LedgerError(
+            f"No room left to write the ledger {path} (SQLite: {text}).",
+            hint="Free some space on that disk, or point paths.state_dir elsewhere.",
+        )
     return LedgerError(f"The ledger {path} cannot be used: {text}.")
 
 

@@ -11,18 +11,19 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
 from pydantic import BaseModel
 
-from batchgrader.errors import PlanError
+from batchgrader.errors import PlanError, PromptError
 from batchgrader.planning.chunking import Chunk, ChunkPlanner, Limits, forced_boundaries
 from batchgrader.planning.estimate import CostEstimate, estimate_cost, expected_output_tokens
 from batchgrader.planning.measure import TokenFigure, calibrate, measure
 from batchgrader.planning.spec import RequestSpec
-from batchgrader.planning.workload import Workload
+from batchgrader.planning.workload import RowBlock, Workload
 from batchgrader.settings import Settings
 
 
@@ -70,9 +71,19 @@ def chunk_file_name(index: int) -> str:
 
 
 def write_plan(
-    workload: Workload, limits: Limits, folder: Path, *, force_chunk_count: int = 0
+    workload: Workload,
+    limits: Limits,
+    folder: Path,
+    *,
+    force_chunk_count: int = 0,
+    leave_out: Callable[[RowBlock], set[int]] | None = None,
 ) -> Plan:
-    """Build every chunk's request file in ``folder`` (replaced atomically)."""
+    """Build every chunk's request file in ``folder`` (replaced atomically).
+
+    ``leave_out`` sees each block of prepared rows and names the rows not to send (their
+    answers come from elsewhere): they are kept out of the chunks' requests.
+    """
+    _check_prompt_fits(workload, limits)
     folder.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     planner = ChunkPlanner(limits, forced_boundaries(workload.source.rows, force_chunk_count))
@@ -81,12 +92,16 @@ def write_plan(
     try:
         for batch in workload.blocks(with_lines=True):
             assert batch.lines is not None
+            left_out = leave_out(batch) if leave_out is not None else set()
             skip_iter = iter(batch.skipped)
             next_skip = next(skip_iter, None)
             for row, count, line in zip(batch.rows, batch.tokens, batch.lines, strict=True):
                 while next_skip is not None and next_skip < row:
                     planner.skip(next_skip)
                     next_skip = next(skip_iter, None)
+                if row in left_out:
+                    planner.skip(row)
+                    continue
                 data = line.encode("utf-8") + b"\n"
                 if planner.add(row, count, len(data)):
                     if handle is not None:
@@ -125,6 +140,20 @@ def write_plan(
         folder=str(folder),
         chunks=[ChunkSpec.of(c, chunk_file_name(c.index)) for c in chunks],
     )
+
+
+def _check_prompt_fits(workload: Workload, limits: Limits) -> None:
+    """A system message too big for any request is the prompt's fault, not row 1's."""
+    room = limits.context_tokens
+    fixed = workload.fixed_tokens() if room is not None else None
+    if room is not None and fixed is not None and fixed > room:
+        raise PromptError(
+            f"The prompt's system message alone needs {fixed:,} input tokens, over the "
+            f"{room:,} the model's context window leaves beside the answer: no row of "
+            f"{workload.source.path} can be sent.",
+            hint="Shorten the system message (or its examples), or lower --max-tokens "
+            "(request.max_tokens_per_response).",
+        )
 
 
 def enqueued_cap(settings: Settings, model: str, learned: int | None) -> int | None:

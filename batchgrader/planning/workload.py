@@ -93,6 +93,16 @@ class Workload:
     def id_width(self) -> int:
         return id_width(self.source.rows)
 
+    def fixed_tokens(self) -> int | None:
+        """Input tokens of every request whatever its row: the messages' overhead and a
+        system message that is the same for every row (None when it depends on the row)."""
+        system = self.prompt.system
+        if not system.is_constant:
+            return None
+        text = system.render({"dynamic_examples": self.prompt.examples})
+        roles = ("user",) if self.fold_system else _ROLES
+        return self.counter.message_overhead(roles) + self.counter.count(text)
+
     def blocks(
         self, *, with_lines: bool = False, batch_rows: int | None = None
     ) -> Iterator[RowBlock]:

@@ -265,8 +265,9 @@ class BatchTransport(Protocol):
         """Store a finished batch's result lines under ``folder``; returns the files."""
         ...
 
-    def delete(self, info: BatchInfo | None, prepared: str | None) -> None:
-        """Delete what the batch left at the provider (best effort: logs, never raises)."""
+    def delete(self, info: BatchInfo | None, prepared: str | None) -> bool:
+        """Delete what the batch left at the provider (best effort: logs, never raises);
+        True when nothing of it is left there (``jobs clean`` tries the others again)."""
         ...
 
     def close(self) -> None: ...

@@ -269,6 +269,11 @@ def _file_notes(s: RunSummary, *, several: bool) -> list[RenderableType]:
             dist.row("invalid", f"{s.invalid_answers:,}", "")
         parts.append(dist)
     parts.extend(Text(f"  {error}", style="red") for error in s.errors[:5])
+    if s.reused:
+        paid = f" (they cost {money(Decimal(s.reused_cost))} then)" if s.reused_cost else ""
+        parts.append(
+            Text(f"  {s.reused:,} row(s) reused answers paid for before{paid}.", style="dim")
+        )
     if s.error_log:
         parts += [Text("Every chunk error is in:"), soft(f"  {s.error_log}")]
     parts.extend(Text(f"  {note}") for note in s.notes)

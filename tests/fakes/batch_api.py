@@ -82,6 +82,7 @@ FAULT_KINDS = frozenset(ERROR_FAULTS) | {
     "truncated",
     "malformed_json",
     "cannot_find_file",
+    "hold",
 }
 
 
@@ -273,6 +274,11 @@ class FakeBatchAPI(BatchStore):
             # ("detail") or plain text ("text"), or 405 ("method").
             self.no_batch_api: str | None = None
             self._generation += 1  # requests held by ``timeout`` faults see they are stale
+            old_release = getattr(self, "_release", None)
+            if old_release is not None:
+                old_release.set()  # requests held by ``hold`` faults of an earlier test
+            self._release = threading.Event()
+            self.held = 0  # requests a ``hold`` fault is holding (or has held)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -330,6 +336,8 @@ class FakeBatchAPI(BatchStore):
         (s, default 2) for ``timeout``, and ``perform=False`` to drop the held request
         unperformed; ``after_effect=True`` performs the request and then
         sends the fault instead of its answer; ``model`` / ``limit`` for ``token_limit*``.
+        ``hold`` keeps the request (counted in ``held``) until ``release_held()``, then
+        performs it: a slow server, paused at a point the test chooses.
         """
         if route not in ROUTE_NAMES:
             raise ValueError(f"unknown route {route!r}; expected one of {sorted(ROUTE_NAMES)}")
@@ -337,6 +345,10 @@ class FakeBatchAPI(BatchStore):
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
         with self._lock:
             self._faults.setdefault(route, deque()).append(_Fault(kind, times, opts))
+
+    def release_held(self) -> None:
+        """Let every request a ``hold`` fault keeps (and later ones) go on."""
+        self._release.set()
 
     def clear_faults(self) -> None:
         """Drop every fault not yet served (the service is healthy again)."""
@@ -404,10 +416,16 @@ class FakeBatchAPI(BatchStore):
                 # the way: the service never sees the request.
                 handler.close_connection = True
                 return
+        if fault is not None and fault.kind == "hold":
+            release = self._release
+            with self._lock:
+                self.held += 1
+            while not release.wait(0.05) and not self._stopping.is_set():
+                pass
         response = _Response(0, b"")
         if (
             fault is None
-            or fault.kind in ("timeout", "truncated")
+            or fault.kind in ("timeout", "truncated", "hold")
             or fault.opts.get("after_effect")
         ):
             response = self._handle(route, request)
@@ -448,7 +466,7 @@ class FakeBatchAPI(BatchStore):
 
     def _fault_response(self, fault: _Fault, request: _Request, response: _Response) -> _Response:
         kind, opts = fault.kind, fault.opts
-        if kind == "timeout":
+        if kind in ("timeout", "hold"):
             return response
         if kind == "truncated":
             response.delivery = "truncated"

@@ -20,6 +20,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -212,6 +213,15 @@ class Scenario:
     malformed_output_lines: int = 0  # output lines cut to invalid JSON
     drop_custom_id_lines: int = 0  # output lines without ``custom_id``
     cancelled_error_lines: bool = False  # write ``batch_cancelled`` lines for unrun requests
+    # custom_id → a ``LINE_CORRUPTIONS`` name: that request's result line as a broken or
+    # non-conforming server writes it (the rest of the file is intact).
+    corrupt_lines: dict[str, str] = field(default_factory=dict)
+    # "openai", or "llama_stack": result lines as llama-stack 0.7 writes them
+    # (docs/servers/llama-stack.md: body a JSON string, errors ``{type, message}``, no
+    # trailing newline).
+    line_style: str = "openai"
+    report_usage: bool = True  # the batch object's ``usage`` (False: null, as before 2025-09)
+    unknown_status: str | None = None  # a status name the batch shows instead of in_progress
 
 
 @dataclass
@@ -252,8 +262,89 @@ def _dump(line: dict[str, Any]) -> str:
     return json.dumps(line, separators=(",", ":"))
 
 
+def _corrupt_body(key: str) -> Callable[[dict[str, Any]], None]:
+    def corrupt(line: dict[str, Any]) -> None:
+        body = line["response"]["body"]
+        usage = body["usage"]
+        if key == "prompt_tokens_text":
+            usage["prompt_tokens"] = "abc"
+        elif key == "negative_usage":
+            usage["completion_tokens"] = -7_227
+        elif key == "huge_usage":
+            usage["prompt_tokens"] = 2 * 10**15
+        elif key == "usage_list":
+            body["usage"] = [usage]
+        elif key == "details_string":
+            usage["prompt_tokens_details"] = "cached: 0"
+        elif key == "choices_object":
+            body["choices"] = {"0": body["choices"][0]}
+
+    return corrupt
+
+
+#: How a server can break one result line (``Scenario.corrupt_lines``). Each takes the
+#: parsed line and changes it in place; ``not_utf8`` and the duplicates are applied to
+#: the line text by ``result_files``.
+LINE_CORRUPTIONS: dict[str, Callable[[dict[str, Any]], None] | None] = {
+    "prompt_tokens_text": _corrupt_body("prompt_tokens_text"),  # usage.prompt_tokens "abc"
+    "negative_usage": _corrupt_body("negative_usage"),  # completion_tokens −7,227
+    "huge_usage": _corrupt_body("huge_usage"),  # prompt_tokens 2×10¹⁵
+    "usage_list": _corrupt_body("usage_list"),  # usage is a list
+    "details_string": _corrupt_body("details_string"),  # prompt_tokens_details a string
+    "choices_object": _corrupt_body("choices_object"),  # choices is an object
+    "not_utf8": None,  # a byte 0xff inside the answer text
+    "missing": None,  # the line is not in the file (request_counts still count it)
+    "duplicate_same": None,  # the line twice, identical
+    "duplicate_differs": None,  # the line twice, the second with another answer
+}
+
+
+def _llama_stack_line(line: dict[str, Any]) -> dict[str, Any]:
+    """A result line as llama-stack 0.7 writes it (docs/servers/llama-stack.md, rows 1-2)."""
+    response = line["response"]
+    if response is None:
+        error = line["error"]
+        return {"id": line["id"], "custom_id": line["custom_id"], "error": error}
+    status, body = response["status_code"], response["body"]
+    if status == 200:
+        response = {**response, "body": json.dumps(body, separators=(",", ":"))}
+        return {"id": line["id"], "custom_id": line["custom_id"], "response": response}
+    message = f"Error code: {status} - {body['error']['message']}"
+    error = {"type": "request_failed", "message": message}
+    return {"id": line["id"], "custom_id": line["custom_id"], "error": error}
+
+
+def _line_text(line: dict[str, Any], corruption: str | None) -> list[str]:
+    """The text of one result line (none, one or two lines), corrupted as asked."""
+    if corruption is None:
+        return [_dump(line)]
+    if corruption not in LINE_CORRUPTIONS:
+        raise ValueError(f"unknown line corruption {corruption!r}")
+    if corruption == "missing":
+        return []
+    change = LINE_CORRUPTIONS[corruption]
+    if change is not None:
+        line = json.loads(_dump(line))
+        change(line)
+    text = _dump(line)
+    if corruption == "not_utf8":  # surrogateescape: written as the raw byte 0xff
+        return [text.replace('"content":"', '"content":"\udcff', 1)]
+    if corruption == "duplicate_differs":
+        other = text.replace('"content":"', '"content":"Actually: ', 1)
+        return [text, other]
+    if corruption == "duplicate_same":
+        return [text, text]
+    return [text]
+
+
 def result_files(
-    run: BatchRun, *, unrun_error_code: str | None, malformed_lines: int, drop_custom_id_lines: int
+    run: BatchRun,
+    *,
+    unrun_error_code: str | None,
+    malformed_lines: int,
+    drop_custom_id_lines: int,
+    corrupt_lines: dict[str, str] | None = None,
+    line_style: str = "openai",
 ) -> tuple[list[str], list[str]]:
     """(output lines, error lines) of a terminal batch, both shuffled.
 
@@ -261,8 +352,16 @@ def result_files(
     ``response.body``); requests that never ran get a ``response: null`` line with
     ``unrun_error_code`` when it is set, else appear in neither file. The first
     ``malformed_lines`` output lines are cut to invalid JSON, the next
-    ``drop_custom_id_lines`` lose their ``custom_id`` key.
+    ``drop_custom_id_lines`` lose their ``custom_id`` key; ``corrupt_lines`` breaks the
+    lines of chosen requests (``LINE_CORRUPTIONS``), and ``line_style`` writes them as a
+    compatible server does. A line may hold a lone surrogate: the file is written with
+    ``surrogateescape``, so it becomes a raw (non-UTF-8) byte.
     """
+    if line_style not in ("openai", "llama_stack"):
+        raise ValueError(f"unknown line_style {line_style!r}")
+    if line_style != "openai" and corrupt_lines:
+        raise ValueError("corrupt_lines applies to OpenAI-style lines only")
+    corrupt = corrupt_lines or {}
     message = EXPIRED_MESSAGE if unrun_error_code == "batch_expired" else CANCELLED_MESSAGE
     output: list[str] = []
     errors: list[str] = []
@@ -272,9 +371,10 @@ def result_files(
         if index >= len(run.executed):
             if unrun_error_code is not None:
                 error = {"code": unrun_error_code, "message": message}
-                errors.append(
-                    _dump({"id": line_id, "custom_id": custom_id, "response": None, "error": error})
-                )
+                unrun = {"id": line_id, "custom_id": custom_id, "response": None, "error": error}
+                if line_style == "llama_stack":
+                    unrun = _llama_stack_line(unrun)
+                errors.append(_dump(unrun))
             continue
         executed = run.executed[index]
         response = {
@@ -283,7 +383,11 @@ def result_files(
             "body": executed.body,
         }
         line = {"id": line_id, "custom_id": custom_id, "response": response, "error": None}
-        (output if executed.status_code == 200 else errors).append(_dump(line))
+        if line_style == "llama_stack":
+            texts = [_dump(_llama_stack_line(line))]
+        else:
+            texts = _line_text(line, corrupt.get(custom_id))
+        (output if executed.status_code == 200 else errors).extend(texts)
     output = _shuffled(output, run.batch["id"])
     for index in range(min(malformed_lines, len(output))):
         output[index] = output[index][: len(output[index]) // 2]
@@ -317,6 +421,10 @@ class BatchStore:
             # Unknown input_file_id (§4.3, both seen live): "validation" creates the batch and
             # fails it at validation; "create" answers the create with a 400.
             self.unknown_file_mode = "validation"
+            # Eventual consistency (§2.10): the next N batch uploads succeed but stay
+            # invisible to batches, which treat them as unknown files (per the mode above).
+            self.invisible_uploads = 0
+            self.invisible_files: set[str] = set()
             self.enqueued_token_limit: dict[str, int] = {}  # model → prompt-token limit
             self.token_limit_mode = "async"  # "async" (batch fails) | "sync_400" | "sync_429"
             self.cached_tokens_per_request = 0  # capped at each request's prompt tokens
@@ -331,6 +439,10 @@ class BatchStore:
             self.malformed_output_lines = 0
             self.drop_custom_id_lines = 0
             self.cancelled_error_lines = False
+            self.corrupt_lines: dict[str, str] = {}
+            self.line_style = "openai"
+            self.report_usage = True
+            self.unknown_status: str | None = None
             # State and records
             self.files: dict[str, tuple[dict[str, Any], bytes]] = {}  # id → (File object, bytes)
             self.batches_created = 0  # batch objects ever created
@@ -401,7 +513,13 @@ class BatchStore:
                 "status_details": None,
             }
             self.files[meta["id"]] = (meta, data)
+            if purpose == "batch" and self.invisible_uploads > 0:
+                self.invisible_uploads -= 1
+                self.invisible_files.add(meta["id"])
             return meta
+
+    def _visible(self, file_id: str) -> bool:
+        return file_id in self.files and file_id not in self.invisible_files
 
     def file(self, file_id: str) -> tuple[dict[str, Any], bytes]:
         """(File object, content) of a stored file, or a 404 ``ApiError``."""
@@ -417,6 +535,11 @@ class BatchStore:
         batch = dict(run.batch)
         if batch["error_file_id"] is None and self.empty_error_file_id_as_empty_string:
             batch["error_file_id"] = ""
+        scenario = self._scenario(run)
+        if not scenario.report_usage:
+            batch["usage"] = None
+        if scenario.unknown_status is not None and batch["status"] == "in_progress":
+            batch["status"] = scenario.unknown_status
         return batch
 
     def _run(self, batch_id: str) -> BatchRun:
@@ -446,7 +569,7 @@ class BatchStore:
         file_id = payload["input_file_id"]
         if self.unknown_file_mode not in UNKNOWN_FILE_MODES:
             raise ValueError(f"unknown_file_mode must be one of {UNKNOWN_FILE_MODES}")
-        if file_id not in self.files and self.unknown_file_mode == "create":
+        if not self._visible(file_id) and self.unknown_file_mode == "create":
             raise cannot_find_file(file_id)
         if file_id in self.files and self.token_limit_mode != "async":
             self._check_sync_token_limit(self.files[file_id][1], endpoint)
@@ -573,7 +696,7 @@ class BatchStore:
 
     def _validate(self, run: BatchRun) -> None:
         file_id = run.batch["input_file_id"]
-        if file_id not in self.files:
+        if not self._visible(file_id):
             self._fail(run, [missing_file_error(file_id)])
             return
         requests, errors = validate_input(
@@ -636,16 +759,20 @@ class BatchStore:
             unrun_error_code=unrun_code,
             malformed_lines=scenario.malformed_output_lines,
             drop_custom_id_lines=scenario.drop_custom_id_lines,
+            corrupt_lines=scenario.corrupt_lines,
+            line_style=scenario.line_style,
         )
         if unrun_code is not None:
             run.batch["request_counts"]["failed"] += len(run.requests) - len(run.executed)
-        for key, lines, kind in (
-            ("output_file_id", output, "output"),
-            ("error_file_id", errors, "error"),
+        succeeded = any(e.status_code == 200 for e in run.executed)
+        end = "" if scenario.line_style == "llama_stack" else "\n"  # llama-stack: none
+        for key, lines, kind, wanted in (
+            ("output_file_id", output, "output", succeeded),
+            ("error_file_id", errors, "error", False),
         ):
-            if lines:
+            if lines or wanted:  # every line "missing": the server wrote a 0-byte file
                 name = f"{run.batch['id']}_{kind}.jsonl"
-                data = ("\n".join(lines) + "\n").encode()
+                data = ("\n".join(lines) + end if lines else "").encode("utf-8", "surrogateescape")
                 run.batch[key] = self.store_file(name, "batch_output", data, THIRTY_DAYS)["id"]
         run.batch.update({"status": status, f"{status}_at": int(time.time())})
 

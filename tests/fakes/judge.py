@@ -13,6 +13,12 @@ Rules:
   every schema property filled (see ``schema_answer``), otherwise ``str(score)``.
 - ``[[garbage]]`` in the text makes the answer the unparseable ``"I cannot decide"``.
 - ``[[fail:CODE]]`` in the text makes the request fail with HTTP 400 and that code.
+- ``[[refuse]]`` makes the model refuse: chat ``message.content`` null and ``message.refusal``
+  set (``REFUSAL_TEXT``); responses a ``refusal`` content part.
+- ``[[truncate]]`` makes the answer run into the request's output limit
+  (``max_completion_tokens`` / ``max_tokens`` / ``max_output_tokens``): the text is the
+  first half of the answer, ``completion_tokens`` is the limit, and the finish reason is
+  ``length`` (responses: ``status: incomplete``, reason ``max_output_tokens``).
 - Tokens: prompt = per message words + 3, plus 3 (``count_prompt_tokens``); completion =
   answer words + 1 + reasoning tokens (8 for reasoning models, per ``models.py``, else 0),
   since reasoning tokens are a subset of completion tokens.
@@ -44,6 +50,11 @@ REASONING_TOKENS = 8
 EMBEDDING_DIMENSIONS = 8
 GARBAGE_MARKER = "[[garbage]]"
 GARBAGE_ANSWER = "I cannot decide"
+REFUSE_MARKER = "[[refuse]]"
+REFUSAL_TEXT = "I'm sorry, but I can't help with that."
+TRUNCATE_MARKER = "[[truncate]]"
+#: The output limit of a request that names none (the models' usual default).
+DEFAULT_OUTPUT_LIMIT = 4096
 DEFAULT_LO = 1
 DEFAULT_HI = 5
 
@@ -417,15 +428,54 @@ def execute_request(
     if endpoint == EMBEDDINGS_ENDPOINT:
         usage = Usage(count_prompt_tokens(body))
         return Executed(200, _embeddings(body, usage), usage)
-    answer = judge_answer(body)
+    text = request_text(body)
+    refused = REFUSE_MARKER in text and endpoint in (CHAT_ENDPOINT, RESPONSES_ENDPOINT)
+    truncated = TRUNCATE_MARKER in text and endpoint in (CHAT_ENDPOINT, RESPONSES_ENDPOINT)
+    answer = REFUSAL_TEXT if refused else judge_answer(body)
     prompt = count_prompt_tokens(body)
-    usage = Usage(
-        prompt,
-        min(cached_tokens, prompt),
-        count_completion_tokens(answer, model),
-        reasoning_tokens(model),
-    )
+    completion = count_completion_tokens(answer, model)
+    if truncated:
+        answer = answer[: len(answer) // 2]
+        completion = output_limit(body)
+    usage = Usage(prompt, min(cached_tokens, prompt), completion, reasoning_tokens(model))
     build = {RESPONSES_ENDPOINT: _response_object, COMPLETIONS_ENDPOINT: _text_completion}.get(
         endpoint, _chat_completion
     )
-    return Executed(200, build(body, answer, usage, response_id, now), usage)
+    built = build(body, answer, usage, response_id, now)
+    if refused:
+        _as_refusal(built)
+    elif truncated:
+        _as_truncated(built)
+    return Executed(200, built, usage)
+
+
+def output_limit(body: Mapping[str, Any]) -> int:
+    """The output-token limit a request sets (``DEFAULT_OUTPUT_LIMIT`` when it sets none)."""
+    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        value = body.get(key)
+        if isinstance(value, int):
+            return value
+    return DEFAULT_OUTPUT_LIMIT
+
+
+def _as_refusal(built: dict[str, Any]) -> None:
+    """A chat completion or response object turned into the model's refusal."""
+    if built.get("object") == "response":
+        message = next(item for item in built["output"] if item["type"] == "message")
+        message["content"] = [{"type": "refusal", "refusal": REFUSAL_TEXT}]
+        return
+    message = built["choices"][0]["message"]
+    message["content"] = None
+    message["refusal"] = REFUSAL_TEXT
+
+
+def _as_truncated(built: dict[str, Any]) -> None:
+    """A chat completion or response object cut at the output limit."""
+    if built.get("object") == "response":
+        built["status"] = "incomplete"
+        built["incomplete_details"] = {"reason": "max_output_tokens"}
+        for item in built["output"]:
+            if item["type"] == "message":
+                item["status"] = "incomplete"
+        return
+    built["choices"][0]["finish_reason"] = "length"

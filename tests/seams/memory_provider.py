@@ -39,6 +39,7 @@ from batchgrader.providers.base import (
     BatchState,
     BatchTag,
     LineResult,
+    Provider,
     Reply,
     RowError,
 )
@@ -171,7 +172,7 @@ class MemoryBatches:
     def download(self, info: BatchInfo, folder: Path, stem: str) -> list[Path]:
         batch = SERVICE.batches[info.id]
         done = batch.state is BatchState.COMPLETED
-        lines = []
+        lines: list[dict[str, Any]] = []
         for cid, ask in batch.asks:
             text, refusal, usage = reply_to(ask)
             if not done:
@@ -185,9 +186,10 @@ class MemoryBatches:
         path.write_text("".join(json.dumps(line) + "\n" for line in lines))
         return [path]
 
-    def delete(self, info: BatchInfo | None, prepared: str | None) -> None:
+    def delete(self, info: BatchInfo | None, prepared: str | None) -> bool:
         if info is not None:
             SERVICE.deleted.append(info.id)
+        return True
 
     def close(self) -> None:
         pass
@@ -307,5 +309,5 @@ class MemoryProvider:
         return MemoryDirect()
 
 
-def from_settings(settings: Settings) -> MemoryProvider:
+def from_settings(settings: Settings) -> Provider:
     return MemoryProvider()

@@ -17,7 +17,7 @@ from batchgrader.prompting.prompts import Prompt
 from batchgrader.providers.anthropic.counting import ExactCounter
 from batchgrader.providers.anthropic.requests import AnthropicCodec
 from batchgrader.providers.anthropic.tokens import ApproximateCounter
-from batchgrader.providers.base import Account, BatchLimits
+from batchgrader.providers.base import Account, BatchLimits, Provider
 from batchgrader.settings import AnthropicSettings, ApiSettings, Settings
 
 if TYPE_CHECKING:
@@ -81,6 +81,6 @@ class AnthropicProvider:
         return AnthropicDirect(self.settings, timeout=timeout)
 
 
-def from_settings(settings: Settings) -> AnthropicProvider:
+def from_settings(settings: Settings) -> Provider:
     """The provider ``request.provider = "anthropic"`` names (providers/names.py)."""
     return AnthropicProvider(settings.anthropic, settings.api)

@@ -282,18 +282,23 @@ class AnthropicBatches:
             tmp.unlink(missing_ok=True)
         return [dest]
 
-    def delete(self, info: BatchInfo | None, prepared: str | None) -> None:
-        """Delete an ended batch and its results (a failure is only logged)."""
+    def delete(self, info: BatchInfo | None, prepared: str | None) -> bool:
+        """Delete an ended batch and its results (a failure is only logged); True when
+        it is gone (a batch already deleted counts)."""
         if info is None:
-            return
+            return True
         try:
             self._sdk.messages.batches.delete(info.id)
+        except anthropic.NotFoundError:
+            return True
         except (anthropic.AnthropicError, ValueError) as exc:
             log.warning(
-                "Could not delete batch %s at Anthropic: %s",
+                "Could not delete batch %s at Anthropic: %s (batchgrader jobs clean tries again)",
                 info.id,
                 self._client.translate(exc, "delete").message,
             )
+            return False
+        return True
 
 
 class AnthropicDirect:

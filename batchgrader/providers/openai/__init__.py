@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from batchgrader.prompting.options import RequestOptions
 from batchgrader.prompting.prompts import Prompt
 from batchgrader.prompting.tokens import Counter
-from batchgrader.providers.base import Account, BatchLimits
+from batchgrader.providers.base import Account, BatchLimits, Provider
 from batchgrader.providers.openai.requests import OpenAICodec
 from batchgrader.settings import ApiSettings, Settings
 
@@ -67,6 +67,6 @@ class OpenAIProvider:
         return OpenAIDirect(self.api, timeout=timeout)
 
 
-def from_settings(settings: Settings) -> OpenAIProvider:
+def from_settings(settings: Settings) -> Provider:
     """The provider ``request.provider = "openai"`` names (providers/names.py)."""
     return OpenAIProvider(settings.api)

@@ -59,7 +59,6 @@ _MISSING_FILE_RE = re.compile(
     r"no such file|input file .{0,40}(missing|unavailable)",
     re.IGNORECASE,
 )
-_unknown_statuses: set[str] = set()
 
 
 def parse_enqueued_limit(message: str) -> int | None:
@@ -72,12 +71,13 @@ def is_enqueued_limit(code: str | None, message: str) -> bool:
     return code == "token_limit_exceeded" or bool(_ENQUEUED_RE.search(message or ""))
 
 
-def state_of(status: str) -> BatchState:
-    """The core's state of an OpenAI status; an unknown one is logged once, still running."""
+def state_of(status: str, seen: set[str]) -> BatchState:
+    """The core's state of an OpenAI status; an unknown one is still running, and logged
+    the first time ``seen`` (the statuses a run has already reported) meets it."""
     state = STATES.get(status)
     if state is None:
-        if status not in _unknown_statuses:
-            _unknown_statuses.add(status)
+        if status not in seen:
+            seen.add(status)
             log.warning("Unknown batch status %r: treated as still running.", status)
         return BatchState.RUNNING
     return state
@@ -111,7 +111,7 @@ def _usage(batch: Any) -> Usage | None:
     return None if min(values) < 0 else found
 
 
-def _info(batch: Any) -> BatchInfo:
+def _info(batch: Any, seen: set[str]) -> BatchInfo:
     counts = batch.request_counts
     errors = tuple(
         _batch_error(err.code, err.message, err.line)
@@ -121,7 +121,7 @@ def _info(batch: Any) -> BatchInfo:
     return BatchInfo(
         id=batch.id,
         status=status,
-        state=state_of(status),
+        state=state_of(status, seen),
         created_at=int(batch.created_at or 0),
         total=int(counts.total or 0) if counts else 0,
         completed=int(counts.completed or 0) if counts else 0,
@@ -214,6 +214,7 @@ class OpenAIBatches:
             max_retries=0,  # one retry policy, in the executor
         )
         self._secret = api.key.get_secret_value()
+        self._unknown: set[str] = set()  # statuses this run did not know (logged once)
         self.base_url = str(self._client.base_url)
 
     def _translate(self, exc: Exception, what: str) -> ProviderError:
@@ -265,11 +266,11 @@ class OpenAIBatches:
         except (openai.OpenAIError, ValueError) as exc:
             self._no_batch_api(exc, "/batches")
             raise self._translate(exc, "batch create") from None
-        return _info(batch)
+        return _info(batch, self._unknown)
 
     def retrieve(self, batch_id: str) -> BatchInfo:
         try:
-            return _info(self._client.batches.retrieve(batch_id))
+            return _info(self._client.batches.retrieve(batch_id), self._unknown)
         except (openai.OpenAIError, ValueError) as exc:
             raise self._translate(exc, f"batch {batch_id}") from None
 
@@ -283,14 +284,14 @@ class OpenAIBatches:
                     return []
                 meta = batch.metadata or {}
                 if all(meta.get(k) == v for k, v in wanted.items()) and batch.id not in known:
-                    return [_info(batch)]
+                    return [_info(batch, self._unknown)]
         except (openai.OpenAIError, ValueError) as exc:
             raise self._translate(exc, "batch list") from None
         return []
 
     def cancel(self, batch_id: str) -> BatchInfo:
         try:
-            return _info(self._client.batches.cancel(batch_id))
+            return _info(self._client.batches.cancel(batch_id), self._unknown)
         except openai.ConflictError:
             return self.retrieve(batch_id)
         except (openai.OpenAIError, ValueError) as exc:
@@ -326,20 +327,27 @@ class OpenAIBatches:
         finally:
             tmp.unlink(missing_ok=True)
 
-    def delete(self, info: BatchInfo | None, prepared: str | None) -> None:
-        """Delete the batch's input, output and error files (a failure is only logged)."""
+    def delete(self, info: BatchInfo | None, prepared: str | None) -> bool:
+        """Delete the batch's input, output and error files (a failure is only logged);
+        True when none is left (a file already gone counts as deleted)."""
         ids = [prepared] if prepared else []
         if info is not None:
             ids.extend(f for f in (info.input_ref, *info.results) if f and f not in ids)
+        gone = True
         for file_id in ids:
             try:
                 self._client.files.delete(file_id)
+            except openai.NotFoundError:
+                continue
             except (openai.OpenAIError, ValueError) as exc:
+                gone = False
                 log.warning(
-                    "Could not delete file %s at the provider: %s",
+                    "Could not delete file %s at the provider: %s (batchgrader jobs clean "
+                    "tries again)",
                     file_id,
                     self._translate(exc, "delete").message,
                 )
+        return gone
 
 
 def _mentions_file(exc: Any) -> bool:
