@@ -97,6 +97,9 @@ def test_a_new_provider_refusal_is_the_row_error(bg: Invoke, isolated_env: Path)
 def test_a_new_provider_in_direct_mode(bg: Invoke, isolated_env: Path) -> None:
     result = bg("grade", _csv(isolated_env, TEXTS), "--mode", "direct")
     assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert f"is judged in memory: the requests go to {memory.ENDPOINT}" in said
+    assert "Tokens are words, counted exactly." in said
     assert sorted(memory.SERVICE.direct_users()) == sorted(USER + t for t in TEXTS)
     assert not memory.SERVICE.batches
     assert _scores(isolated_env) == [memory.score_of(USER + t) for t in TEXTS]

@@ -26,14 +26,10 @@ from batchgrader.prompting.answers import answer_instruction
 from batchgrader.prompting.options import AnswerMode, RequestOptions
 from batchgrader.prompting.prompts import Prompt, Scale, Template, load_prompt
 from batchgrader.providers.base import Provider, RequestCodec, TokenCounter
-from batchgrader.providers.registry import provider_for, provider_name
+from batchgrader.providers.registry import provider_for
 from batchgrader.settings import DEFAULT_REASONING_EFFORT, Settings
 
 log = logging.getLogger(__name__)
-
-CHAT = "/v1/chat/completions"
-RESPONSES = "/v1/responses"
-MESSAGES = "/v1/messages"
 
 
 @dataclass(frozen=True)
@@ -145,11 +141,9 @@ def request_spec(
     price = table.find(req.model) if allow_unpriced else table.resolve(req.model)
     prompt = load_prompt(req.prompt, req.examples_file, schema_file)
     notes: list[str] = []
-    provider = provider_name(settings)
-    if provider == "anthropic":
-        endpoint = _anthropic_endpoint(req.model, req.endpoint)
-    else:
-        endpoint = _endpoint(req.model, req.endpoint, model, notes)
+    provider = provider_for(settings)
+    endpoint, why = provider.endpoint(req.model, model, req.endpoint)
+    notes.extend([why] if why else [])
     mode = _answer_mode(prompt, req.structured_output, model)
     instruction = answer_instruction(prompt, mode)
     if instruction is not None:
@@ -168,21 +162,11 @@ def request_spec(
         notes.append(note)
     max_tokens = req.max_tokens_per_response or rules.default_max_tokens(model, effort)
     _check_room(req.model, model, max_tokens)
-    if provider == "anthropic" and settings.anthropic.key is not None:
-        calls = int(
-            settings.anthropic.count_tokens_rpm * settings.anthropic.count_tokens_seconds / 60
-        )
-        notes.append(
-            "Claude's input tokens are counted with Anthropic's free count_tokens before a "
-            f"new job is planned: at most {calls:,} calls per file, "
-            f"{settings.anthropic.count_tokens_rpm:,} a minute (anthropic.count_tokens_rpm); "
-            "bigger files are sampled."
-        )
+    notes.extend(provider.notes())
     temperature = req.temperature
-    if temperature is not None and provider == "anthropic":
+    if temperature is not None and not provider.sampling:
         notes.append(
-            "Anthropic's current API version refuses sampling parameters: "
-            "request.temperature is not sent."
+            f"The {provider.name} API refuses sampling parameters: request.temperature is not sent."
         )
         temperature = None
     elif temperature is not None and not model.temperature:
@@ -229,7 +213,15 @@ def spec_of_job(stored_json: str, settings: Settings) -> RequestSpec:
     table = PriceTable.load(settings.paths.pricing_file).with_overrides(settings.pricing)
     price = table.find(stored.model)
     return _spec(
-        settings, prompt, options, price, stored.column, stored.format, False, [], stored.provider
+        settings,
+        prompt,
+        options,
+        price,
+        stored.column,
+        stored.format,
+        False,
+        [],
+        provider_for(settings, stored.provider),
     )
 
 
@@ -242,9 +234,8 @@ def _spec(
     fmt: Format | None,
     fail_on_empty: bool,
     notes: list[str],
-    provider_id: str,
+    provider: Provider,
 ) -> RequestSpec:
-    provider = provider_for(settings, provider_id)
     model = rules.of(options.model)
     window = model.context_window
     return RequestSpec(
@@ -260,34 +251,6 @@ def _spec(
         context_window=window,
         notes=tuple(notes),
     )
-
-
-def _endpoint(name: str, asked: str | None, model: rules.ModelRules, notes: list[str]) -> str:
-    if asked is None:
-        if model.responses_only:
-            notes.append(f"{name} is served only on /v1/responses: the requests go there.")
-            return RESPONSES
-        return CHAT
-    only = RESPONSES if model.responses_only else CHAT if model.chat_only else None
-    if only is not None and asked != only:
-        raise UsageError(
-            f"{name} is served only on {only}, not on {asked}: the provider would refuse "
-            "every row.",
-            hint=f"Drop --endpoint (request.endpoint) or set it to {only}.",
-        )
-    return asked
-
-
-def _anthropic_endpoint(name: str, asked: str | None) -> str:
-    """Anthropic serves every model on the Messages API (batched by Message Batches)."""
-    if asked is not None:
-        raise UsageError(
-            f"{name} is answered by Anthropic's Messages API: --endpoint ({asked}) is an "
-            "OpenAI setting.",
-            hint="Drop --endpoint (request.endpoint), or pass --provider openai for an "
-            "OpenAI-compatible server.",
-        )
-    return MESSAGES
 
 
 def _check_room(name: str, model: rules.ModelRules, max_tokens: int) -> None:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from batchgrader.money.pricing import Usage
 from batchgrader.prompting.options import RequestOptions
 from batchgrader.prompting.prompts import Prompt
+from batchgrader.prompting.rules import ModelRules
 
 _CUSTOM_ID = re.compile(r"^row-(\d+)$")
 
@@ -319,6 +320,19 @@ class Provider(Protocol):
 
     name: str
     limits: BatchLimits
+    #: Whether requests may carry sampling parameters (``request.temperature``).
+    sampling: bool
+
+    def endpoint(self, name: str, model: ModelRules, asked: str | None) -> tuple[str, str | None]:
+        """(the endpoint requests for model ``name`` go to, a line saying why when the
+        choice is not the obvious one); ``asked`` is ``request.endpoint``. A
+        ``UsageError`` when this provider cannot serve the model there."""
+        ...
+
+    def notes(self) -> list[str]:
+        """Lines a run shows, before anything is sent, about how this provider will
+        handle it (how tokens are counted, say)."""
+        ...
 
     def account(self) -> Account:
         """The key and base URL in force (no network)."""

@@ -31,6 +31,7 @@ from batchgrader.errors import ProviderError
 from batchgrader.money.pricing import Usage
 from batchgrader.prompting.options import RequestOptions
 from batchgrader.prompting.prompts import Prompt
+from batchgrader.prompting.rules import ModelRules
 from batchgrader.providers.base import (
     Account,
     Answer,
@@ -48,6 +49,7 @@ from batchgrader.settings import Settings
 NAME = "memory"
 WHERE = "tests.seams.memory_provider:from_settings"
 REFUSE = "[[refuse]]"
+ENDPOINT = "/judge"
 LIMITS = BatchLimits(max_requests=3, max_bytes=1 << 20, custom_id=re.compile(r"^row-\d{6}$"))
 
 
@@ -144,6 +146,8 @@ class MemoryBatches:
     def create(
         self, request_file: Path, prepared: str | None, endpoint: str, tag: BatchTag
     ) -> BatchInfo:
+        if endpoint != ENDPOINT:
+            raise ProviderError(f"memory: no endpoint {endpoint}")
         asks = [MemoryCodec.split(line) for line in request_file.read_text().splitlines()]
         if not asks or len(asks) > LIMITS.max_requests:
             raise ProviderError(f"memory: a batch holds 1 to 3 requests, not {len(asks)}")
@@ -202,6 +206,8 @@ class MemoryDirect:
 
     async def send(self, endpoint: str, body: dict[str, Any]) -> Reply:
         await asyncio.sleep(0)
+        if endpoint != ENDPOINT:
+            return Reply(404, {"why": f"no endpoint {endpoint}"})
         SERVICE.direct_calls.append(body)
         text, refusal, usage = reply_to(body)
         if refusal is not None:
@@ -287,6 +293,13 @@ class WordCounter:
 class MemoryProvider:
     name = NAME
     limits = LIMITS
+    sampling = False
+
+    def endpoint(self, name: str, model: ModelRules, asked: str | None) -> tuple[str, str | None]:
+        return ENDPOINT, f"{name} is judged in memory: the requests go to {ENDPOINT}."
+
+    def notes(self) -> list[str]:
+        return ["Tokens are words, counted exactly."]
 
     def account(self) -> Account:
         return Account("mem-key-0001", "memory://judge")

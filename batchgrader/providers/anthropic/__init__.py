@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from batchgrader.errors import UsageError
 from batchgrader.prompting.options import RequestOptions
 from batchgrader.prompting.prompts import Prompt
+from batchgrader.prompting.rules import ModelRules
 from batchgrader.providers.anthropic.counting import ExactCounter
-from batchgrader.providers.anthropic.requests import AnthropicCodec
+from batchgrader.providers.anthropic.requests import MESSAGES, AnthropicCodec
 from batchgrader.providers.anthropic.tokens import ApproximateCounter
 from batchgrader.providers.base import Account, BatchLimits, Provider
 from batchgrader.settings import AnthropicSettings, ApiSettings, Settings
@@ -41,10 +43,35 @@ class AnthropicProvider:
 
     name = "anthropic"
     limits = LIMITS
+    #: The current API version refuses sampling parameters on the models it serves.
+    sampling = False
 
     def __init__(self, settings: AnthropicSettings, api: ApiSettings) -> None:
         self.settings = settings
         self.api = api
+
+    def endpoint(self, name: str, model: ModelRules, asked: str | None) -> tuple[str, str | None]:
+        """Every model is served on the Messages API (batched by Message Batches)."""
+        if asked is not None:
+            raise UsageError(
+                f"{name} is answered by Anthropic's Messages API: --endpoint ({asked}) is an "
+                "OpenAI setting.",
+                hint="Drop --endpoint (request.endpoint), or pass --provider openai for an "
+                "OpenAI-compatible server.",
+            )
+        return MESSAGES, None
+
+    def notes(self) -> list[str]:
+        """How input tokens are counted, when a key lets them be counted exactly."""
+        if self.settings.key is None:
+            return []
+        rpm = self.settings.count_tokens_rpm
+        calls = int(rpm * self.settings.count_tokens_seconds / 60)
+        return [
+            "Claude's input tokens are counted with Anthropic's free count_tokens before a "
+            f"new job is planned: at most {calls:,} calls per file, {rpm:,} a minute "
+            "(anthropic.count_tokens_rpm); bigger files are sampled."
+        ]
 
     def account(self) -> Account:
         key = self.settings.key.get_secret_value() if self.settings.key else ""

@@ -8,11 +8,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from batchgrader.errors import UsageError
 from batchgrader.prompting.options import RequestOptions
 from batchgrader.prompting.prompts import Prompt
+from batchgrader.prompting.rules import ModelRules
 from batchgrader.prompting.tokens import Counter
 from batchgrader.providers.base import Account, BatchLimits, Provider
-from batchgrader.providers.openai.requests import OpenAICodec
+from batchgrader.providers.openai.requests import CHAT, RESPONSES, OpenAICodec
 from batchgrader.settings import ApiSettings, Settings
 
 if TYPE_CHECKING:
@@ -34,9 +36,29 @@ class OpenAIProvider:
 
     name = "openai"
     limits = LIMITS
+    sampling = True
 
     def __init__(self, api: ApiSettings) -> None:
         self.api = api
+
+    def endpoint(self, name: str, model: ModelRules, asked: str | None) -> tuple[str, str | None]:
+        """Chat Completions, or Responses for a responses-only model; ``asked`` when the
+        model is served there."""
+        if asked is None:
+            if model.responses_only:
+                return RESPONSES, f"{name} is served only on {RESPONSES}: the requests go there."
+            return CHAT, None
+        only = RESPONSES if model.responses_only else CHAT if model.chat_only else None
+        if only is not None and asked != only:
+            raise UsageError(
+                f"{name} is served only on {only}, not on {asked}: the provider would refuse "
+                "every row.",
+                hint=f"Drop --endpoint (request.endpoint) or set it to {only}.",
+            )
+        return asked, None
+
+    def notes(self) -> list[str]:
+        return []
 
     def account(self) -> Account:
         key = self.api.key.get_secret_value() if self.api.key else ""
