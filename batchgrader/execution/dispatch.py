@@ -19,6 +19,7 @@ from batchgrader.errors import (
     BudgetStop,
     UsageError,
 )
+from batchgrader.execution.answers import usage_id
 from batchgrader.execution.batch import BatchExecutor
 from batchgrader.execution.deadline import DeadlinePlan, default_rate, parse_deadline
 from batchgrader.execution.resubmit import add_retry_chunks
@@ -184,12 +185,9 @@ class Dispatch:
         chunks = s.ledger.chunks(job.id)
         direct_rows = sum(c.requests for c in chunks if c.idx in switched)
         batch_rows = sum(c.requests for c in chunks if c.mode is ChunkMode.BATCH) - direct_rows
+        ids = {usage_id(job.id, idx) for idx in switched}
         events = [
-            e
-            for e in s.ledger.usage_events(job_id=job.id)
-            if not e.committed
-            and e.batch_id.rsplit(":", 1)[-1] in {str(i) for i in switched}
-            and e.executor == "direct"
+            e for e in s.ledger.usage_events(job_id=job.id) if not e.committed and e.batch_id in ids
         ]
         paid = sum((e.cost for e in events if e.cost is not None), Decimal(0))
         usage = Usage(
