@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from batchgrader.execution.batch import ChunkEvent
+from batchgrader.execution.events import ChunkEvent
 from batchgrader.render.board import RunBoard
 
 

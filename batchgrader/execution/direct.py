@@ -40,7 +40,6 @@ from batchgrader.execution.answers import (
     record_line,
     usage_id,
 )
-from batchgrader.execution.batch import reservation_id
 from batchgrader.execution.events import ChunkEvent, Clock, EventSink, Identity, SystemClock
 from batchgrader.execution.layout import JobFiles
 from batchgrader.execution.pacing import Gate, Pace, quota_exhausted, reset_seconds
@@ -54,6 +53,7 @@ from batchgrader.ledger.records import (
     UsageEvent,
 )
 from batchgrader.ledger.store import Ledger
+from batchgrader.money.budget import reservation_id
 from batchgrader.money.pricing import Tier, Usage, cost
 from batchgrader.planning.spec import RequestSpec
 from batchgrader.providers.base import Answer, DirectTransport, Reply

@@ -240,6 +240,11 @@ def check_run(
 RESERVATION = "reserve:"
 
 
+def reservation_id(job_id: str, chunk: int) -> str:
+    """The id of a chunk's budget reservation (made before anything is submitted)."""
+    return f"{RESERVATION}{job_id}:{chunk}"
+
+
 def reserve_run(
     ledger: Ledger,
     jobs: Sequence[JobRow],
@@ -281,7 +286,7 @@ def reserve_run(
             worst = Usage(input_tokens=chunk.tokens, output_tokens=chunk.requests * per_row)
             values = {
                 "timestamp": now_iso(),
-                "batch_id": f"{RESERVATION}{chunk.job_id}:{chunk.idx}",
+                "batch_id": reservation_id(chunk.job_id, chunk.idx),
                 "job_id": chunk.job_id,
                 "model": price.model if price else spec.options.model,
                 "input_tokens": worst.input_tokens,
