@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any
 
 from batchgrader.errors import (
     BudgetStop,
@@ -31,32 +28,23 @@ from batchgrader.errors import (
 )
 from batchgrader.execution.answers import (
     answer_of,
-    answer_record,
     answers_file,
     direct_tier,
     finish_chunk,
     pending,
     read_answers,
-    record_line,
-    usage_id,
 )
+from batchgrader.execution.direct_chunk import GROUP_SECONDS, DirectChunk
 from batchgrader.execution.events import ChunkEvent, Clock, EventSink, Identity, SystemClock
 from batchgrader.execution.layout import JobFiles
 from batchgrader.execution.pacing import Gate, Pace, quota_exhausted, reset_seconds
 from batchgrader.execution.retrying import RetryPolicy
-from batchgrader.ledger.records import (
-    ChunkMode,
-    ChunkRow,
-    ChunkStatus,
-    JobRow,
-    JobStatus,
-    UsageEvent,
-)
+from batchgrader.ledger.records import ChunkMode, ChunkRow, ChunkStatus, JobRow, JobStatus
 from batchgrader.ledger.store import Ledger
 from batchgrader.money.budget import reservation_id
 from batchgrader.money.pricing import Tier, Usage, cost
 from batchgrader.planning.spec import RequestSpec
-from batchgrader.providers.base import Answer, DirectTransport, Reply
+from batchgrader.providers.base import DirectTransport, Reply
 from batchgrader.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,82 +52,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Answers written per fsync at most, and the longest an answer waits for its group.
-GROUP_ROWS = 256
-GROUP_SECONDS = 0.05
 #: Seconds between two board updates of a running chunk.
 EVENT_SECONDS = 0.5
 #: Retries of a row refused for rate limits (429) before it is recorded as an error.
 RATE_LIMIT_RETRIES = 30
 #: Seconds a flex request may take (OpenAI's flex guide asks for a long client timeout).
 FLEX_TIMEOUT_SECONDS = 900.0
-
-
-class _Chunk:
-    """One chunk's rows in flight, its durable answers file and its tallies."""
-
-    def __init__(
-        self, executor: DirectExecutor, job: JobRow, chunk: ChunkRow, n: int, path: Path
-    ) -> None:
-        self.x = executor
-        self.job = job
-        self.chunk = chunk
-        self.n = n
-        self.path = path
-        self.queue: asyncio.Queue[tuple[bytes, asyncio.Future[None], Answer]] = asyncio.Queue()
-        self.handle: IO[bytes] = path.open("ab")
-        self.usage = Usage()
-        self.done = 0
-        self.failed = 0
-        self.in_flight = 0
-        self.in_flight_worst = Decimal(0)
-        self.spent_now = Decimal(0)
-        self.stop: BaseException | None = None
-        self.started = time.monotonic()
-        self.last_event = 0.0
-        self.answered_before = 0
-        self.base_cost = Decimal(0)
-
-    # --- durability -----------------------------------------------------------------
-
-    async def record(self, cid: str, reply: Reply) -> None:
-        """Append the row's final reply; returns once it is on disk."""
-        record = answer_record(cid, reply)
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self.queue.put((record_line(record), future, answer_of(record, self.x.spec)))
-        await future
-
-    async def writer(self) -> None:
-        """Group commit: write a group of answers, fsync once, then let them go."""
-        while True:
-            first = await self.queue.get()
-            group = [first]
-            deadline = time.monotonic() + GROUP_SECONDS
-            while len(group) < GROUP_ROWS:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    break
-                try:
-                    group.append(await asyncio.wait_for(self.queue.get(), timeout))
-                except TimeoutError:
-                    break
-            self.handle.write(b"".join(line for line, _, _ in group))
-            self.handle.flush()
-            await asyncio.to_thread(os.fsync, self.handle.fileno())
-            for _, _, answer in group:
-                self.usage = self.usage + answer.usage
-                if answer.error is None:
-                    self.done += 1
-                else:
-                    self.failed += 1
-            self.x.record_spend(self)
-            for _, future, _ in group:
-                if not future.done():
-                    future.set_result(None)
-            self.x.emit(self)
-
-    def close(self) -> None:
-        self.handle.close()
 
 
 class DirectExecutor:
@@ -206,7 +124,9 @@ class DirectExecutor:
         answered = read_answers(path)
         todo = pending(files, chunk, self.spec, set(answered))
         self.ledger.set_chunk(job.id, chunk.idx, status=ChunkStatus.SUBMITTED)
-        state = _Chunk(self, job, chunk, n, path)
+        state = DirectChunk(
+            job, chunk, n, path, self.spec, on_written=self.record_spend, on_released=self.emit
+        )
         for record in answered.values():  # rows answered before a crash or Ctrl-C
             answer = answer_of(record, self.spec)
             state.usage = state.usage + answer.usage
@@ -225,7 +145,7 @@ class DirectExecutor:
             raise state.stop
         self._collect(job, chunk, n, state)
 
-    async def _send_all(self, state: _Chunk, todo: list[tuple[str, dict[str, Any]]]) -> None:
+    async def _send_all(self, state: DirectChunk, todo: list[tuple[str, dict[str, Any]]]) -> None:
         run = self.settings.run
         timeout = self.settings.api.timeout_seconds
         if self.tier is Tier.FLEX:
@@ -275,7 +195,7 @@ class DirectExecutor:
             log.info("Rate limits: %s", gate.state)
 
     async def _call(
-        self, transport: DirectTransport, gate: Gate, state: _Chunk, body: dict[str, Any]
+        self, transport: DirectTransport, gate: Gate, state: DirectChunk, body: dict[str, Any]
     ) -> Reply | None:
         """One row's request until it has a final reply (None: the run stops first)."""
         endpoint = self.spec.options.endpoint
@@ -332,7 +252,7 @@ class DirectExecutor:
         usage = Usage(input_tokens=per_row_tokens, output_tokens=self.spec.options.max_tokens)
         return cost(price, usage, tier=self.tier)
 
-    def _check_budget(self, state: _Chunk, worst: Decimal) -> None:
+    def _check_budget(self, state: DirectChunk, worst: Decimal) -> None:
         """Stop sending before spent + in flight + this request could pass the cap."""
         if self.cap is None or state.stop is not None:
             return
@@ -356,13 +276,13 @@ class DirectExecutor:
                     "graded file.",
                 )
 
-    def record_spend(self, state: _Chunk) -> None:
+    def record_spend(self, state: DirectChunk) -> None:
         """The chunk's answers so far as one usage event; the reservation shrinks."""
         price = self.spec.price
         spent = cost(price, state.usage, tier=self.tier) if price else None
         if spent is not None:
             state.spent_now = spent - state.base_cost
-        self.ledger.upsert_usage(self._event(state, spent))
+        self.ledger.upsert_usage(state.usage_event(self.identity, self.tier, spent))
         remaining = max(0, state.chunk.requests - state.done - state.failed)
         per_row = -(-state.chunk.tokens // max(state.chunk.requests, 1))
         worst = Usage(
@@ -376,36 +296,9 @@ class DirectExecutor:
             cost(price, worst, tier=self.tier) if price else None,
         )
 
-    def _event(self, state: _Chunk, spent: Decimal | None) -> UsageEvent:
-        price = self.spec.price
-        u = state.usage
-        return UsageEvent(
-            timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
-            batch_id=usage_id(state.job.id, state.chunk.idx),
-            job_id=state.job.id,
-            source_file=state.job.input_path,
-            api_key_prefix=self.identity.api_key_prefix,
-            base_url_host=self.identity.base_url_host,
-            model=price.model if price else self.spec.options.model,
-            endpoint=state.job.endpoint,
-            input_tokens=u.input_tokens,
-            cached_input_tokens=u.cached_input_tokens,
-            output_tokens=u.output_tokens,
-            reasoning_tokens=u.reasoning_tokens,
-            total_tokens=u.total_tokens,
-            cost=spent,
-            committed=False,
-            requests_completed=state.done,
-            requests_failed=state.failed,
-            cache_write_tokens=u.cache_write_tokens,
-            provider=self.spec.provider.name,
-            tier=self.tier,
-            executor="direct",
-        )
-
     # --- the end of a chunk -----------------------------------------------------------
 
-    def _collect(self, job: JobRow, chunk: ChunkRow, n: int, state: _Chunk) -> None:
+    def _collect(self, job: JobRow, chunk: ChunkRow, n: int, state: DirectChunk) -> None:
         self.record_spend(state)
         status = finish_chunk(self.ledger, self.settings, self.spec, job, chunk)
         final = "completed" if status is ChunkStatus.DONE else "failed"
@@ -414,7 +307,7 @@ class DirectExecutor:
     # --- events -----------------------------------------------------------------------
 
     def emit(
-        self, state: _Chunk, *, force: bool = False, status: str = "running", limited: str = ""
+        self, state: DirectChunk, *, force: bool = False, status: str = "running", limited: str = ""
     ) -> None:
         now = time.monotonic()
         if not force and now - state.last_event < EVENT_SECONDS:

@@ -1,0 +1,142 @@
+"""A chunk being answered directly: its rows in flight, its durable answers file, its
+tallies.
+
+Each final reply is appended to the chunk's answers file by one writer task that
+commits in groups (at most ``GROUP_ROWS`` answers, or what ``GROUP_SECONDS`` gathers,
+per fsync); a row's concurrency slot is given back only once its answer is on disk.
+The tallies (answered, failed, usage, worst case in flight) feed the direct executor's
+spend, budget checks and events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO
+
+from batchgrader.execution.answers import answer_of, answer_record, record_line, usage_id
+from batchgrader.execution.events import Identity
+from batchgrader.ledger.records import ChunkRow, JobRow, UsageEvent
+from batchgrader.money.pricing import Tier, Usage
+from batchgrader.planning.spec import RequestSpec
+from batchgrader.providers.base import Answer, Reply
+
+#: Answers written per fsync at most, and the longest an answer waits for its group.
+GROUP_ROWS = 256
+GROUP_SECONDS = 0.05
+
+
+class DirectChunk:
+    """One chunk's rows in flight, its durable answers file and its tallies.
+
+    ``on_written`` runs once a group of answers is on disk and tallied, before its rows
+    go; ``on_released`` once they have gone.
+    """
+
+    def __init__(
+        self,
+        job: JobRow,
+        chunk: ChunkRow,
+        n: int,
+        path: Path,
+        spec: RequestSpec,
+        *,
+        on_written: Callable[[DirectChunk], None],
+        on_released: Callable[[DirectChunk], None],
+    ) -> None:
+        self.job = job
+        self.chunk = chunk
+        self.n = n
+        self.path = path
+        self.spec = spec
+        self.on_written = on_written
+        self.on_released = on_released
+        self.queue: asyncio.Queue[tuple[bytes, asyncio.Future[None], Answer]] = asyncio.Queue()
+        self.handle: IO[bytes] = path.open("ab")
+        self.usage = Usage()
+        self.done = 0
+        self.failed = 0
+        self.in_flight = 0
+        self.in_flight_worst = Decimal(0)
+        self.spent_now = Decimal(0)
+        self.stop: BaseException | None = None
+        self.started = time.monotonic()
+        self.last_event = 0.0
+        self.answered_before = 0
+        self.base_cost = Decimal(0)
+
+    # --- durability -----------------------------------------------------------------
+
+    async def record(self, cid: str, reply: Reply) -> None:
+        """Append the row's final reply; returns once it is on disk."""
+        record = answer_record(cid, reply)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        await self.queue.put((record_line(record), future, answer_of(record, self.spec)))
+        await future
+
+    async def writer(self) -> None:
+        """Group commit: write a group of answers, fsync once, then let them go."""
+        while True:
+            first = await self.queue.get()
+            group = [first]
+            deadline = time.monotonic() + GROUP_SECONDS
+            while len(group) < GROUP_ROWS:
+                timeout = deadline - time.monotonic()
+                if timeout <= 0:
+                    break
+                try:
+                    group.append(await asyncio.wait_for(self.queue.get(), timeout))
+                except TimeoutError:
+                    break
+            self.handle.write(b"".join(line for line, _, _ in group))
+            self.handle.flush()
+            await asyncio.to_thread(os.fsync, self.handle.fileno())
+            for _, _, answer in group:
+                self.usage = self.usage + answer.usage
+                if answer.error is None:
+                    self.done += 1
+                else:
+                    self.failed += 1
+            self.on_written(self)
+            for _, future, _ in group:
+                if not future.done():
+                    future.set_result(None)
+            self.on_released(self)
+
+    def close(self) -> None:
+        self.handle.close()
+
+    # --- usage ----------------------------------------------------------------------
+
+    def usage_event(self, identity: Identity, tier: Tier, spent: Decimal | None) -> UsageEvent:
+        """The chunk's answers so far as one usage event (replaced as answers arrive)."""
+        price = self.spec.price
+        u = self.usage
+        return UsageEvent(
+            timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+            batch_id=usage_id(self.job.id, self.chunk.idx),
+            job_id=self.job.id,
+            source_file=self.job.input_path,
+            api_key_prefix=identity.api_key_prefix,
+            base_url_host=identity.base_url_host,
+            model=price.model if price else self.spec.options.model,
+            endpoint=self.job.endpoint,
+            input_tokens=u.input_tokens,
+            cached_input_tokens=u.cached_input_tokens,
+            output_tokens=u.output_tokens,
+            reasoning_tokens=u.reasoning_tokens,
+            total_tokens=u.total_tokens,
+            cost=spent,
+            committed=False,
+            requests_completed=self.done,
+            requests_failed=self.failed,
+            cache_write_tokens=u.cache_write_tokens,
+            provider=self.spec.provider.name,
+            tier=tier,
+            executor="direct",
+        )
