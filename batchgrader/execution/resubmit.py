@@ -82,6 +82,16 @@ def _chunk_rows(files: JobFiles, chunk: ChunkRow, codec: RequestCodec) -> set[in
         return set(range(chunk.first_row, chunk.last_row + 1))
 
 
+def retry_mode(settings: Settings, ledger: Ledger, job: JobRow) -> ChunkMode:
+    """How resent rows run: as ``run.mode`` says; with ``auto``, as the job last ran
+    (a job that went direct because its server has no Batch API stays direct)."""
+    mode = settings.run.mode
+    if mode != "auto":
+        return ChunkMode(mode)
+    chunks = ledger.chunks(job.id)
+    return chunks[-1].mode if chunks else ChunkMode.BATCH
+
+
 def add_retry_chunks(
     settings: Settings,
     ledger: Ledger,
