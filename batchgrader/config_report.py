@@ -11,7 +11,8 @@ from pydantic import BaseModel, SecretStr
 from batchgrader import paths
 from batchgrader.masking import mask
 from batchgrader.prompting import tokenizer_cache
-from batchgrader.settings import LoadedSettings, iter_settings
+from batchgrader.settings import iter_settings
+from batchgrader.settings_loading import LoadedSettings
 
 
 class SettingRow(BaseModel):

@@ -28,7 +28,7 @@ from batchgrader.planning.plans import DryRun, PlannedChunk, PlannedFile
 from batchgrader.planning.splitting import FileSplit, PartSpec, SplitLimits, SplitReport
 from batchgrader.render import tables
 from batchgrader.render.fit import FitTable
-from batchgrader.settings import load_settings
+from batchgrader.settings_loading import load_settings
 
 WIDTHS = (80, 60)
 #: Paths as long as a real project's (54 characters: a note line "[1] ..." fits 60).

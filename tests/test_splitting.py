@@ -13,7 +13,8 @@ from batchgrader.data import reading, writing
 from batchgrader.errors import InputFileError
 from batchgrader.planning import splitting
 from batchgrader.planning.spec import RequestSpec, request_spec
-from batchgrader.settings import ChunkingSettings, load_settings
+from batchgrader.settings import ChunkingSettings
+from batchgrader.settings_loading import load_settings
 from tests.helpers import FORMATS, write_table
 
 ROWS = [{"id": str(i), "response": f'answer {i}, "quoted"\nline {i} 🙂'} for i in range(20)]
