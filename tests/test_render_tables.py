@@ -26,8 +26,12 @@ from batchgrader.money.costs import build_report
 from batchgrader.planning.estimate import CostEstimate, CountReport, FileCount
 from batchgrader.planning.plans import DryRun, PlannedChunk, PlannedFile
 from batchgrader.planning.splitting import FileSplit, PartSpec, SplitLimits, SplitReport
-from batchgrader.render import tables
+from batchgrader.render.config import paths_table, settings_table
+from batchgrader.render.costs import costs_table
 from batchgrader.render.fit import FitTable
+from batchgrader.render.jobs import clean_report, forgotten_limits, job_detail_table, jobs_table
+from batchgrader.render.planning import count_table, dry_run_table, split_table
+from batchgrader.render.summary import summary_table
 from batchgrader.settings_loading import load_settings
 
 WIDTHS = (80, 60)
@@ -253,41 +257,39 @@ def cost_report(by: Any) -> Any:
 
 CASES: dict[str, tuple[Callable[[], RenderableType], list[str]]] = {
     "count": (
-        lambda: tables.count_table(count_report()),
+        lambda: count_table(count_report()),
         ["11,783,456", "2,345,678,901", INPUT, "$1,234.57", "$1,247.07"],
     ),
     "dry run": (
-        lambda: tables.dry_run_table(dry_run()),
+        lambda: dry_run_table(dry_run()),
         ["11,750,001-11,800,000", "9,876,543", "output/dry-run-answers_01-20261201T024512Z"],
     ),
     "summary": (
-        lambda: tables.summary_table(run_report()),
+        lambda: summary_table(run_report()),
         ["11,783,000", "2,345,678,901", "23,567,890", "$1,234.57", OUTPUT, OUTPUT + ".errors.log"],
     ),
-    "jobs list": (lambda: tables.jobs_table(JobList(jobs=[job_line()])), [JOB, "11,783,456"]),
+    "jobs list": (lambda: jobs_table(JobList(jobs=[job_line()])), [JOB, "11,783,456"]),
     "jobs show": (
-        lambda: tables.job_detail_table(job_detail()),
+        lambda: job_detail_table(job_detail()),
         [JOB, BATCH, BATCH[:-1] + "0", "49,990", INPUT, OUTPUT, "expired:"],
     ),
     "split": (
-        lambda: tables.split_table(split_report()),
+        lambda: split_table(split_report()),
         ["11,000,001-12,000,000", "199,999,999", "answers_part12.csv", "/data/answers_parts"],
     ),
     "costs by model": (
-        lambda: tables.costs_table(cost_report("model")),
+        lambda: costs_table(cost_report("model")),
         ["133,333,332", "$1,234.57", "gpt-4.1-mini-2025-04-14"],
     ),
-    "costs by file": (lambda: tables.costs_table(cost_report("file")), ["133,333,332", INPUT]),
-    "costs by job": (lambda: tables.costs_table(cost_report("job")), ["$1,234.57", JOB]),
-    "costs by day": (lambda: tables.costs_table(cost_report("day")), ["2026-11-15", "$1,234.57"]),
+    "costs by file": (lambda: costs_table(cost_report("file")), ["133,333,332", INPUT]),
+    "costs by job": (lambda: costs_table(cost_report("job")), ["$1,234.57", JOB]),
+    "costs by day": (lambda: costs_table(cost_report("day")), ["2026-11-15", "$1,234.57"]),
     "clean": (
-        lambda: tables.clean_report(
-            CleanReport(removed=[JOB], kept_for_retry=[], remote_files_deleted=3)
-        ),
+        lambda: clean_report(CleanReport(removed=[JOB], kept_for_retry=[], remote_files_deleted=3)),
         ["1 finished job(s)", "3 file(s)"],
     ),
     "forget limits": (
-        lambda: tables.forgotten_limits(ForgottenLimits(forgotten={"gpt-4o": 90_000_000})),
+        lambda: forgotten_limits(ForgottenLimits(forgotten={"gpt-4o": 90_000_000})),
         ["90,000,000"],
     ),
 }
@@ -313,10 +315,10 @@ def test_settings_and_paths_fit(
     report = config_report(loaded)
     sources = [f"{r.source} ({r.source_detail})" for r in report.settings if r.source_detail]
     values = [str(out), "gpt-4o", "request.max_tokens_per_response", *sources]
-    assert_fits(draw(tables.settings_table(report), width), width, values)
+    assert_fits(draw(settings_table(report), width), width, values)
     paths = path_report(loaded)
     places = [str(r.path) for r in paths.paths]
-    assert_fits(draw(tables.paths_table(paths), width), width, places)
+    assert_fits(draw(paths_table(paths), width), width, places)
 
 
 def test_a_path_longer_than_the_screen_is_printed_whole() -> None:
@@ -324,16 +326,16 @@ def test_a_path_longer_than_the_screen_is_printed_whole() -> None:
     long = "/mnt/shared/projects/" + "very-long-folder-name/" * 4 + "answers.graded.csv"
     report = run_report()
     report.files[0].output = long
-    text = draw(tables.summary_table(report), 60)
+    text = draw(summary_table(report), 60)
     assert f"  {long}" in text.splitlines()
 
 
 def test_what_gives_way_first_is_named() -> None:
     """Dropped columns are named under the table; moved ids are listed as numbered notes."""
-    text = draw(tables.job_detail_table(job_detail()), 60)
+    text = draw(job_detail_table(job_detail()), 60)
     assert "Not shown at 60 columns: requests, tokens" in text
     assert f"[1] {BATCH}" in text.splitlines()
-    wide = draw(tables.job_detail_table(job_detail()), 200)
+    wide = draw(job_detail_table(job_detail()), 200)
     assert "Not shown" not in wide and BATCH in wide and "[1]" not in wide
 
 
@@ -361,7 +363,7 @@ def test_plain_lines_without_a_terminal(case: str) -> None:
 
 def test_plain_lines_keep_each_row_on_one_line() -> None:
     """A piped jobs list has one line per job with every figure of the job on it."""
-    text = draw(tables.jobs_table(JobList(jobs=[job_line()])), 80, terminal=False)
+    text = draw(jobs_table(JobList(jobs=[job_line()])), 80, terminal=False)
     (line,) = [row for row in text.splitlines() if JOB in row]
     for value in ("answers_01.csv", "gpt-4.1-mini-2025-04-14", "12/236", "11,783,456", "2h03m"):
         assert value in line

@@ -24,8 +24,9 @@ from batchgrader.ledger.store import Ledger
 from batchgrader.masking import mask
 from batchgrader.planning.spec import RequestSpec
 from batchgrader.providers.base import Provider
-from batchgrader.render import tables
 from batchgrader.render.board import RunBoard
+from batchgrader.render.planning import pilot_table
+from batchgrader.render.summary import summary_table
 from batchgrader.settings import Settings
 
 
@@ -73,7 +74,7 @@ def session(
         ) as opened,
     ):
         if not app.json_mode:
-            opened.on_pilot = lambda report: app.err.print(tables.pilot_table(report))
+            opened.on_pilot = lambda report: app.err.print(pilot_table(report))
         for note in spec.notes:
             app.note(note)
         yield opened
@@ -95,7 +96,7 @@ def finish(
     report: RunReport,
     *,
     retry: str,
-    render: Callable[[Any], RenderableType] = tables.summary_table,
+    render: Callable[[Any], RenderableType] = summary_table,
 ) -> None:
     """Print the run's summary; exit 1 when rows or batches failed.
 

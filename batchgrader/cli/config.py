@@ -16,21 +16,21 @@ config_app = typer.Typer(
 def show(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Print every setting, its value and where it came from (secrets masked)."""
     from batchgrader.config_report import config_report
-    from batchgrader.render import tables
+    from batchgrader.render.config import settings_table
 
     app = AppContext.of(ctx)
     app.json_mode = json_output
     loaded = app.load()
-    app.emit(config_report(loaded), tables.settings_table)
+    app.emit(config_report(loaded), settings_table)
 
 
 @config_app.command("path")
 def path(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Print the config files read, the state, ledger and log folders, and the tokenizer cache."""
     from batchgrader.config_report import path_report
-    from batchgrader.render import tables
+    from batchgrader.render.config import paths_table
 
     app = AppContext.of(ctx)
     app.json_mode = json_output
     loaded = app.load()
-    app.emit(path_report(loaded), tables.paths_table)
+    app.emit(path_report(loaded), paths_table)

@@ -71,7 +71,7 @@ def costs(
     from batchgrader import paths
     from batchgrader.money import costs as core
     from batchgrader.money import export as costs_export
-    from batchgrader.render import tables
+    from batchgrader.render.costs import costs_table, export_note
 
     app = AppContext.of(ctx)
     app.json_mode = json_output
@@ -83,9 +83,7 @@ def costs(
     ledger_path = paths.ledger_db(settings.state_dir())
     if export is not None:
         events = core.select(core.read_events(ledger_path), since=start, until=stop, model=model)
-        app.emit(
-            costs_export.export_events(events, export, overwrite=overwrite), tables.export_note
-        )
+        app.emit(costs_export.export_events(events, export, overwrite=overwrite), export_note)
         return
     report = core.load_report(
         ledger_path,
@@ -99,4 +97,4 @@ def costs(
     if csv_output:
         typer.echo(costs_export.report_csv(report), nl=False)
         return
-    app.emit(report, tables.costs_table)
+    app.emit(report, costs_table)

@@ -54,7 +54,7 @@ def count(
     from batchgrader.execution.pilot import PilotedCount
     from batchgrader.planning.estimate import count_files
     from batchgrader.planning.spec import request_spec
-    from batchgrader.render import tables
+    from batchgrader.render.planning import count_table, piloted_count
 
     app = AppContext.of(ctx)
     app.json_mode = json_output
@@ -88,6 +88,6 @@ def count(
     report = count_files(paths, spec, settings.request.expected_output_tokens)
     if settings.run.pilot_rows:
         reports = run_pilots(app, settings, spec, paths, yes=yes)
-        app.emit(PilotedCount(**report.model_dump(), pilot=reports), tables.piloted_count)
+        app.emit(PilotedCount(**report.model_dump(), pilot=reports), piloted_count)
         return
-    app.emit(report, tables.count_table)
+    app.emit(report, count_table)

@@ -167,7 +167,7 @@ def grade(
     from batchgrader.execution.session import GradeOptions
     from batchgrader.planning.plans import dry_run
     from batchgrader.planning.spec import request_spec
-    from batchgrader.render import tables
+    from batchgrader.render.planning import dry_run_table, piloted_dry_run
     from batchgrader.render.report import labelled_summary
     from batchgrader.report.run import check_labels, with_agreement
 
@@ -208,11 +208,11 @@ def grade(
     if dry_run_flag:
         if not settings.run.pilot_rows:
             app.note("[bold]Dry run: nothing is submitted, no API key is used.[/]")
-            app.emit(dry_run(paths, spec, settings), tables.dry_run_table)
+            app.emit(dry_run(paths, spec, settings), dry_run_table)
             return
         planned = dry_run(paths, spec, settings)
         reports = run_pilots(app, settings, spec, paths, yes=yes)
-        app.emit(PilotedDryRun(**planned.model_dump(), pilot=reports), tables.piloted_dry_run)
+        app.emit(PilotedDryRun(**planned.model_dump(), pilot=reports), piloted_dry_run)
         return
     options = GradeOptions(
         output=output,

@@ -36,12 +36,12 @@ def list_jobs(
     """List running jobs (all jobs with --all)."""
     from batchgrader.cli._run import open_ledger
     from batchgrader.execution.listing import job_list
-    from batchgrader.render import tables
+    from batchgrader.render.jobs import jobs_table
 
     app = AppContext.of(ctx)
     app.json_mode = json_output
     with open_ledger(app.load().settings) as ledger:
-        app.emit(job_list(ledger, include_finished=all_jobs), tables.jobs_table)
+        app.emit(job_list(ledger, include_finished=all_jobs), jobs_table)
 
 
 @jobs_app.command("show")
@@ -49,12 +49,12 @@ def show(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -> 
     """Show a job's chunks: batch ids, status, counts and errors."""
     from batchgrader.cli._run import find_job, open_ledger
     from batchgrader.execution.listing import job_detail
-    from batchgrader.render import tables
+    from batchgrader.render.jobs import job_detail_table
 
     app = AppContext.of(ctx)
     app.json_mode = json_output
     with open_ledger(app.load().settings) as ledger:
-        app.emit(job_detail(ledger, find_job(ledger, job_id)), tables.job_detail_table)
+        app.emit(job_detail(ledger, find_job(ledger, job_id)), job_detail_table)
 
 
 def _resume(
@@ -123,7 +123,7 @@ def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -
         cancel_job,
     )
     from batchgrader.planning.spec import spec_of_job
-    from batchgrader.render import tables
+    from batchgrader.render.jobs import job_detail_table
 
     app = AppContext.of(ctx)
     app.json_mode = json_output
@@ -144,7 +144,7 @@ def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -
             f"Cancelled. 'batchgrader jobs resume {job.id}' collects what the batches "
             "finished and writes the graded file."
         )
-        app.emit(job_detail(ledger, find_job(ledger, job_id)), tables.job_detail_table)
+        app.emit(job_detail(ledger, find_job(ledger, job_id)), job_detail_table)
 
 
 @jobs_app.command("clean")
@@ -155,7 +155,7 @@ def clean(ctx: typer.Context, json_output: JsonOption = False) -> None:
         clean_jobs,
     )
     from batchgrader.providers.registry import provider_for
-    from batchgrader.render import tables
+    from batchgrader.render.jobs import clean_report
 
     app = AppContext.of(ctx)
     app.json_mode = json_output
@@ -176,7 +176,7 @@ def clean(ctx: typer.Context, json_output: JsonOption = False) -> None:
             for transport in transports.values():
                 if transport is not None:
                     transport.close()
-    app.emit(report, tables.clean_report)
+    app.emit(report, clean_report)
 
 
 @jobs_app.command("adopt")
@@ -199,7 +199,7 @@ def adopt(
         adopt_batch,
     )
     from batchgrader.planning.spec import spec_of_job
-    from batchgrader.render import tables
+    from batchgrader.render.jobs import job_detail_table
 
     app = AppContext.of(ctx)
     app.json_mode = json_output
@@ -213,7 +213,7 @@ def adopt(
         finally:
             transport.close()
         app.note(f"Chunk {chunk} of job {job.id} is batch {info.id} ({info.status}).")
-        app.emit(job_detail(ledger, job), tables.job_detail_table)
+        app.emit(job_detail(ledger, job), job_detail_table)
 
 
 @jobs_app.command("forget-limits")
@@ -231,13 +231,13 @@ def forget(
         ForgottenLimits,
         forget_limits,
     )
-    from batchgrader.render import tables
+    from batchgrader.render.jobs import forgotten_limits
 
     app = AppContext.of(ctx)
     app.json_mode = json_output
     with open_ledger(app.load().settings) as ledger:
         forgotten = forget_limits(ledger, model)
-    app.emit(ForgottenLimits(forgotten=forgotten), tables.forgotten_limits)
+    app.emit(ForgottenLimits(forgotten=forgotten), forgotten_limits)
 
 
 def _policy(settings: Settings, transport: BatchTransport) -> RetryPolicy:

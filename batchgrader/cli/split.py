@@ -68,7 +68,7 @@ def split(
     from batchgrader.data import formats, reading
     from batchgrader.planning.spec import request_spec
     from batchgrader.planning.splitting import split_files, split_limits
-    from batchgrader.render import tables
+    from batchgrader.render.planning import split_table
 
     app = AppContext.of(ctx)
     app.json_mode = json_output
@@ -94,4 +94,4 @@ def split(
     report = split_files(
         paths, spec, limits, out_dir=out_dir, overwrite=overwrite, dry_run=dry_run, fmt=fmt
     )
-    app.emit(report, tables.split_table)
+    app.emit(report, split_table)

@@ -23,7 +23,7 @@ from rich.text import Text
 
 from batchgrader.execution.events import ChunkEvent
 from batchgrader.render.fit import FitTable
-from batchgrader.render.tables import duration, money, name
+from batchgrader.render.values import duration, money, name
 
 #: Statuses after which a chunk's clock stops.
 FINAL = frozenset({"completed", "ended", "failed", "expired", "cancelled", "halted", "stuck"})

@@ -12,7 +12,8 @@ from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
-from batchgrader.render.tables import money, summary_table
+from batchgrader.render.summary import summary_table
+from batchgrader.render.values import money
 from batchgrader.report.agreement import kappa_band
 from batchgrader.report.graded import error_meaning
 from batchgrader.report.model import Agreement, FieldSummary, JobUsage, JudgeReport

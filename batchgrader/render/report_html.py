@@ -12,7 +12,7 @@ from html import escape
 
 from batchgrader import __version__
 from batchgrader.render.report import figure, interval, leaning, percent, signed
-from batchgrader.render.tables import money
+from batchgrader.render.values import money
 from batchgrader.report.agreement import kappa_band
 from batchgrader.report.graded import error_meaning
 from batchgrader.report.model import Agreement, FieldSummary, JobUsage, JudgeReport
