@@ -10,7 +10,6 @@ the commitment it allows are one transaction, so two runs cannot pass a budget t
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -21,8 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from batchgrader.errors import LedgerError
-from batchgrader.ledger.migrations import migrate
+from batchgrader.ledger.connection import connect
 from batchgrader.ledger.records import (
     ChunkMode,
     ChunkRow,
@@ -32,7 +30,7 @@ from batchgrader.ledger.records import (
     UsageEvent,
 )
 
-__all__ = ["ChunkRow", "JobRow", "Ledger", "UsageEvent", "ledger_error", "now_iso"]
+__all__ = ["ChunkRow", "JobRow", "Ledger", "UsageEvent", "now_iso"]
 
 
 def now_iso() -> str:
@@ -73,45 +71,7 @@ class Ledger:
         A ledger that cannot be used (a folder, not a database, read-only, no room) is a
         ``LedgerError`` naming the file: one line, exit 2, nothing submitted.
         """
-        try:
-            if path.is_dir():
-                raise LedgerError(
-                    f"The ledger {path} is a folder, not a database file.",
-                    hint="Move it away, or point paths.state_dir elsewhere.",
-                )
-            folder = next(p for p in path.parents if p.exists() or p == p.parent)
-            if folder.exists() and not folder.is_dir():
-                raise LedgerError(
-                    f"The state folder {folder} is a file, not a folder.",
-                    hint="Move it away, or point paths.state_dir (BATCHGRADER_STATE_DIR) "
-                    "elsewhere.",
-                )
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not path.exists():
-                path.touch(mode=0o600)
-            db = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
-        except OSError as exc:
-            raise LedgerError(
-                f"The ledger {path} cannot be opened: {exc.strerror or exc}.",
-                hint="Check that paths.state_dir is a writable folder.",
-            ) from None
-        try:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=30000")
-            # WAL with synchronous=NORMAL survives any process crash; after a power loss
-            # the last commits may be missing, and a batch id lost so is found again.
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.execute("PRAGMA foreign_keys=ON")
-            migrate(db)
-        except sqlite3.DatabaseError as exc:
-            db.close()
-            raise ledger_error(path, exc) from None
-        for suffix in ("", "-wal", "-shm"):
-            side = Path(str(path) + suffix)
-            if side.exists():
-                os.chmod(side, 0o600)
-        return cls(db, path)
+        return cls(connect(path), path)
 
     def close(self) -> None:
         self.db.close()
@@ -376,46 +336,6 @@ class Ledger:
         else:
             cursor = self.db.execute("DELETE FROM learned_limits WHERE model = ?", (model,))
         return cursor.rowcount
-
-
-#: Free bytes below which a disk counts as full for SQLite (its journal needs pages).
-FULL_BELOW = 256 * 1024
-
-
-def _disk_state(path: Path) -> str | None:
-    """ "read-only" or "full" when the ledger's disk is (SQLite often only says "disk I/O
-    error" or "unable to open database file")."""
-    try:
-        stat = os.statvfs(path.parent)
-    except (OSError, AttributeError):  # (no statvfs on Windows)
-        return None
-    if stat.f_flag & os.ST_RDONLY or (path.exists() and not os.access(path, os.W_OK)):
-        return "read-only"
-    if stat.f_bavail * stat.f_frsize < FULL_BELOW:
-        return "full"
-    return None
-
-
-def ledger_error(path: Path, exc: sqlite3.Error) -> LedgerError:
-    """A ledger that cannot be used, as one line for the user."""
-    text = str(exc)
-    if "not a database" in text or "malformed" in text:
-        return LedgerError(
-            f"The ledger {path} is not a batchgrader database (SQLite: {text}).",
-            hint="Move it away (a new ledger is created), or point paths.state_dir elsewhere.",
-        )
-    state = _disk_state(path)
-    if "readonly" in text or "read-only" in text or state == "read-only":
-        return LedgerError(
-            f"The ledger {path} is read-only (SQLite: {text}).",
-            hint="Make it (and its folder) writable by you, or point paths.state_dir elsewhere.",
-        )
-    if "full" in text or state == "full":
-        return LedgerError(
-            f"No room left to write the ledger {path} (SQLite: {text}).",
-            hint="Free some space on that disk, or point paths.state_dir elsewhere.",
-        )
-    return LedgerError(f"The ledger {path} cannot be used: {text}.")
 
 
 def _usage_values(event: UsageEvent, *, committed: bool) -> dict[str, Any]:
