@@ -12,7 +12,7 @@ from batchgrader import paths
 from batchgrader.masking import mask
 from batchgrader.prompting import tokenizer_cache
 from batchgrader.settings import iter_settings
-from batchgrader.settings_loading import LoadedSettings
+from batchgrader.settings.loading import LoadedSettings
 
 
 class SettingRow(BaseModel):

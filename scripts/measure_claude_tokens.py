@@ -27,7 +27,7 @@ import polars as pl
 from batchgrader.prompting.options import AnswerMode, RequestOptions
 from batchgrader.prompting.prompts import load_prompt
 from batchgrader.providers.anthropic import AnthropicProvider
-from batchgrader.settings_loading import load_settings
+from batchgrader.settings.loading import load_settings
 
 
 def _texts(paths: list[Path], column: str, limit: int) -> list[str]:

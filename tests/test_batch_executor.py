@@ -23,7 +23,7 @@ from batchgrader.planning.spec import request_spec
 from batchgrader.planning.workload import Workload
 from batchgrader.providers.openai.client import OpenAIBatches
 from batchgrader.settings import Settings
-from batchgrader.settings_loading import load_settings
+from batchgrader.settings.loading import load_settings
 from tests.conftest import FAKE_KEY
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.helpers import write_table

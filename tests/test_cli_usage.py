@@ -20,7 +20,7 @@ from typer.testing import Result
 
 from batchgrader import manual, paths
 from batchgrader.ledger.store import Ledger
-from batchgrader.settings_loading import load_settings
+from batchgrader.settings.loading import load_settings
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import judge_score
 from tests.helpers import write_table

@@ -31,7 +31,7 @@ from batchgrader.execution.jobs import identity_of
 from batchgrader.execution.locks import locks_dir
 from batchgrader.planning.spec import request_spec
 from batchgrader.planning.workload import Workload
-from batchgrader.settings_loading import load_settings
+from batchgrader.settings.loading import load_settings
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import judge_score
 from tests.helpers import write_table

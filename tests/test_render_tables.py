@@ -32,7 +32,7 @@ from batchgrader.render.fit import FitTable
 from batchgrader.render.jobs import clean_report, forgotten_limits, job_detail_table, jobs_table
 from batchgrader.render.planning import count_table, dry_run_table, split_table
 from batchgrader.render.summary import summary_table
-from batchgrader.settings_loading import load_settings
+from batchgrader.settings.loading import load_settings
 
 WIDTHS = (80, 60)
 #: Paths as long as a real project's (54 characters: a note line "[1] ..." fits 60).

@@ -26,7 +26,7 @@ from batchgrader.ledger.store import Ledger
 from batchgrader.paths import ledger_db
 from batchgrader.planning.spec import request_spec
 from batchgrader.providers import names
-from batchgrader.settings_loading import load_settings
+from batchgrader.settings.loading import load_settings
 from tests.seams import memory_provider as memory
 from tests.seams.serial_executor import SerialExecutor
 

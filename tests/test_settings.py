@@ -8,7 +8,7 @@ from typing import ClassVar
 import pytest
 
 from batchgrader.errors import ConfigError
-from batchgrader.settings_loading import load_settings
+from batchgrader.settings.loading import load_settings
 
 
 def _write(path: Path, text: str) -> Path:

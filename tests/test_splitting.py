@@ -14,7 +14,7 @@ from batchgrader.errors import InputFileError
 from batchgrader.planning import splitting
 from batchgrader.planning.spec import RequestSpec, request_spec
 from batchgrader.settings import ChunkingSettings
-from batchgrader.settings_loading import load_settings
+from batchgrader.settings.loading import load_settings
 from tests.helpers import FORMATS, write_table
 
 ROWS = [{"id": str(i), "response": f'answer {i}, "quoted"\nline {i} 🙂'} for i in range(20)]

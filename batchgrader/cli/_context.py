@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # loaded by the commands that use them, not by --help or a TA
     from pydantic import BaseModel
     from rich.console import Console, RenderableType
 
-    from batchgrader.settings_loading import LoadedSettings
+    from batchgrader.settings.loading import LoadedSettings
 
 
 @dataclass
@@ -41,7 +41,7 @@ class AppContext:
     def load(self, overrides: Mapping[str, Any] | None = None) -> LoadedSettings:
         """Load settings with this command's flags and start the run's log."""
         from batchgrader import logs
-        from batchgrader.settings_loading import load_settings
+        from batchgrader.settings.loading import load_settings
 
         loaded = load_settings(overrides, self.config_file)
         settings = loaded.settings

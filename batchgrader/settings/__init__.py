@@ -1,7 +1,7 @@
 """The settings model: one ``Settings`` of sections, every key with its default and
 description.
 
-Settings are built only by ``load_settings()`` (``batchgrader/settings_loading.py``),
+Settings are built only by ``load_settings()`` (``batchgrader/settings/loading.py``),
 which layers flags, the environment, the project and user files over these defaults;
 nothing reads them at import time.
 """

@@ -9,7 +9,7 @@ Precedence, highest first (declared once, in ``_layers`` below):
 3. the project file: ``--config FILE``, else ``./batchgrader.toml``, else
    ``[tool.batchgrader]`` in ``./pyproject.toml``
 4. the user file: ``config.toml`` in the platformdirs user config dir
-5. the defaults (``batchgrader/settings.py``)
+5. the defaults (``batchgrader/settings/__init__.py``)
 
 Each layer is evaluated to a dict with pydantic-settings' own sources, the dicts are
 merged key by key (a file setting one key of a section keeps the other defaults), and
