@@ -61,7 +61,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point every per-user location at tmp, drop provider env vars, run in a temp cwd."""
     for name in list(os.environ):
         if name.startswith(("OPENAI_", "ANTHROPIC_", "BATCHGRADER_")):

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from batchgrader.execution.batch import SystemClock
+from batchgrader.execution.events import SystemClock
 from tests.anthropic_cli import (
     MODEL,
     Invoke,

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from typer.testing import Result
 
-from batchgrader.execution.batch import SystemClock
+from batchgrader.execution.events import SystemClock
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import count_prompt_tokens, judge_score
 from tests.helpers import write_table

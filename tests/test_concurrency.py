@@ -137,7 +137,9 @@ def _ledger(home: Path, query: str) -> list[tuple[object, ...]]:
 
 def _committed(home: Path) -> int:
     """Usage events still held as committed spend (estimates and reservations)."""
-    return int(_ledger(home, "SELECT COUNT(*) FROM usage_events WHERE committed = 1")[0][0])
+    (count,) = _ledger(home, "SELECT COUNT(*) FROM usage_events WHERE committed = 1")[0]
+    assert isinstance(count, int)
+    return count
 
 
 def _waiting(proc: Proc) -> bool:

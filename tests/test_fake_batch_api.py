@@ -15,6 +15,7 @@ from openai import OpenAI
 from openai.types import Batch
 from openai.types.chat import ChatCompletion
 from openai.types.responses import Response
+from openai.types.shared_params import ResponseFormatJSONSchema
 
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import (
@@ -793,7 +794,7 @@ def test_cached_tokens_and_reset(client: OpenAI, fake: FakeBatchAPI) -> None:
 # What OpenAI refuses per request (tests/fakes/validation.py and models.py cite the
 # sources): the line runs and lands in the error file with the endpoint's status and error.
 
-SCHEMA_FORMAT: Final = {
+SCHEMA_FORMAT: Final[ResponseFormatJSONSchema] = {
     "type": "json_schema",
     "json_schema": {"name": "grade", "schema": {"type": "object"}, "strict": True},
 }
@@ -1298,11 +1299,10 @@ def test_refusal_and_truncation_markers(
 ) -> None:
     """``[[refuse]]`` gives the model's refusal; ``[[truncate]]`` an answer cut at the
     request's output limit (finish_reason length, or an incomplete response)."""
-    limit_key = "max_completion_tokens" if endpoint == CHAT else "max_output_tokens"
     if endpoint == CHAT:
-        lines = [chat_line(cid, text, **{limit_key: 40}) for cid, text in _MARKED]
+        lines = [chat_line(cid, text, max_completion_tokens=40) for cid, text in _MARKED]
     else:
-        lines = [responses_line(cid, input=text, **{limit_key: 40}) for cid, text in _MARKED]
+        lines = [responses_line(cid, input=text, max_output_tokens=40) for cid, text in _MARKED]
     batch = submit(client, jsonl(lines), endpoint)
     fake.run_to_completion(batch.id)
     bodies = {

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 from typer.testing import Result
 
-from batchgrader.execution.batch import SystemClock
+from batchgrader.execution.events import SystemClock
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import judge_score
 from tests.helpers import write_table

@@ -104,7 +104,7 @@ class TestPermissions:
         self, fake_api: FakeBatchAPI, tmp_path: Path, umask_022: None
     ) -> None:
         """A file downloaded from the provider is 0600 from its first byte."""
-        client = OpenAIBatches(ApiSettings(key=FAKE_KEY, base_url=fake_api.base_url))  # type: ignore[arg-type]
+        client = OpenAIBatches(ApiSettings(key=FAKE_KEY, base_url=fake_api.base_url))
         source = tmp_path / "requests.jsonl"
         source.write_text('{"custom_id": "row-0"}\n', encoding="utf-8")
         file_id = client.prepare(source)

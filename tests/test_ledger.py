@@ -7,6 +7,7 @@ from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
+from batchgrader.ledger.records import JobStatus
 from batchgrader.ledger.store import JobRow, Ledger, UsageEvent, now_iso
 
 
@@ -32,7 +33,7 @@ def _event(batch_id: str = "batch_1", tokens: int = 100, cost: str = "0.01") -> 
     )
 
 
-def _job(job_id: str, fingerprint: str = "fp", status: str = "running") -> JobRow:
+def _job(job_id: str, fingerprint: str = "fp", status: JobStatus = JobStatus.RUNNING) -> JobRow:
     stamp = now_iso()
     return JobRow(
         id=job_id,

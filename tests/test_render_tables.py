@@ -19,7 +19,7 @@ from batchgrader.cli._context import show
 from batchgrader.config_report import config_report, path_report
 from batchgrader.execution.listing import ChunkLine, JobDetail, JobLine, JobList
 from batchgrader.execution.maintenance import CleanReport, ForgottenLimits
-from batchgrader.execution.run import RunReport
+from batchgrader.execution.session import RunReport
 from batchgrader.execution.summary import RunSummary
 from batchgrader.ledger.records import UsageEvent
 from batchgrader.money.costs import build_report

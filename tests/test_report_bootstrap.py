@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import sys
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -15,16 +16,18 @@ from scipy import stats
 from batchgrader.report import agreement as m
 from batchgrader.report import bootstrap
 
-STATISTICS = {
+Table = dict[tuple[m.Exact, m.Exact], int]
+
+STATISTICS: dict[str, Callable[[Table], float | None]] = {
     "exact": m.exact_agreement,
     "quadratic_weighted_kappa": m.quadratic_weighted_kappa,
 }
 
 
-def noisy_table(n: int, seed: int, noise: float = 0.4) -> dict[tuple[int, int], int]:
+def noisy_table(n: int, seed: int, noise: float = 0.4) -> Table:
     """A (label, judge) table of n rows where the judge is the label plus some noise."""
     rng = random.Random(seed)
-    pairs = []
+    pairs: list[tuple[m.Exact, m.Exact]] = []
     for _ in range(n):
         label = rng.randint(1, 5)
         judge = label if rng.random() > noise else rng.randint(1, 5)
@@ -150,7 +153,8 @@ class TestIntervals:
 
     def test_undefined_in_every_resample_has_no_interval(self) -> None:
         """One value on both sides: the weighted kappa has no interval, exact is [1, 1]."""
-        found = bootstrap.intervals({(3, 3): 40}, STATISTICS)
+        one_value: Table = {(3, 3): 40}
+        found = bootstrap.intervals(one_value, STATISTICS)
         assert found["quadratic_weighted_kappa"] is None
         assert found["exact"] == (1.0, 1.0)
 

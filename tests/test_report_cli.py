@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,9 @@ JUDGE = [3, 4, 2, 5, 1, 3, 3, 4, 5, 2, 4, 4, 1, 3, 5, 2]
 HUMAN = [3, 5, 2, 4, 2, 3, 1, 4, 5, 2, 4, 3, 1, None, 5, 4]
 
 
-def labelled_input(folder: Path, ext: str, judge: list[int | None], human: list[Any]) -> Path:
+def labelled_input(
+    folder: Path, ext: str, judge: Sequence[int | None], human: Sequence[Any]
+) -> Path:
     """An input whose judge scores are fixed by markers, with a ``human`` label column."""
     frame = pl.DataFrame(
         {

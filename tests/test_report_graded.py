@@ -69,7 +69,7 @@ def test_every_format_gives_the_same_report(tmp_path: Path, fmt: str) -> None:
 
 def test_error_code_is_the_text_before_the_first_colon(tmp_path: Path) -> None:
     """``code: message`` counts under ``code``; a message with colons keeps one code."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"llm_score": None, "llm_error": "invalid_prompt: bad: really bad"},
         {"llm_score": None, "llm_error": " invalid_prompt :x"},
         {"llm_score": None, "llm_error": ": no code"},

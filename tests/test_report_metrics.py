@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import warnings
 from collections import Counter
+from collections.abc import Sequence
 from fractions import Fraction
 
 import numpy as np
@@ -22,19 +23,19 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix
 from batchgrader.report import agreement as m
 
 
-def table(judge: list[int], label: list[int]) -> dict[tuple[int, int], int]:
+def table(judge: Sequence[int], label: Sequence[int]) -> dict[tuple[m.Exact, m.Exact], int]:
     """The (label, judge) -> rows table of two equal-length lists."""
-    return dict(Counter(zip(label, judge, strict=True)))
+    return dict(Counter[tuple[m.Exact, m.Exact]](zip(label, judge, strict=True)))
 
 
-def sk_kappa(label: list[object], judge: list[object], **kw: object) -> float:
+def sk_kappa(label: Sequence[object], judge: Sequence[object], **kw: object) -> float:
     """scikit-learn's kappa with its undefined-metric warnings silenced."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return float(cohen_kappa_score(label, judge, **kw))  # type: ignore[arg-type]
+        return float(cohen_kappa_score(label, judge, **kw))
 
 
-def sp_rho(judge: list[float], label: list[float]) -> float:
+def sp_rho(judge: Sequence[float], label: Sequence[float]) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return float(spearmanr(judge, label).statistic)

@@ -142,7 +142,10 @@ class Refusal:
 
     def error(self) -> dict[str, Any]:
         """The ``error`` object ``{message, type, param, code}``."""
-        return api_error_body(self.message, self.type, self.param, self.code)["error"]
+        error: dict[str, Any] = api_error_body(self.message, self.type, self.param, self.code)[
+            "error"
+        ]
+        return error
 
     def body(self) -> dict[str, Any]:
         """The response body ``{"error": {...}}``."""
