@@ -1,4 +1,5 @@
-"""BatchGrader: grade big files of texts with an LLM judge through the OpenAI Batch API."""
+"""BatchGrader: grade big files of texts with an LLM judge through a provider's
+Batch API (OpenAI, Anthropic, compatible servers) or directly with bounded concurrent calls."""
 
 
 def __getattr__(name: str) -> str:

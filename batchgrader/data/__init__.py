@@ -1,1 +1,1 @@
-"""data."""
+"""Data files: formats, reading and validating input, writing tables, atomic writes."""
