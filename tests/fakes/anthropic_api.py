@@ -26,7 +26,7 @@ import socket
 import sys
 import threading
 import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -223,6 +223,7 @@ class FakeAnthropicAPI(AnthropicStore):
             super().reset()
             self.calls: list[Call] = []
             self._faults: dict[str, deque[_Fault]] = {}
+            self._faults_met: Counter[str] = Counter()
             # Requests still held (timeout faults, latency) belong to an earlier test: release
             # them; they see they are stale, are not performed and not recorded.
             self._generation += 1
@@ -284,6 +285,12 @@ class FakeAnthropicAPI(AnthropicStore):
         with self._lock:
             return sum(1 for call in self.calls if call.route == route)
 
+    def faults_met(self, route: str) -> int:
+        """Requests on ``route`` that were answered with an injected fault (counted on
+        arrival, so a request still held by a ``timeout`` fault counts)."""
+        with self._lock:
+            return self._faults_met[route]
+
     def fail_next(self, route: str, kind: str, times: int = 1, **opts: Any) -> None:
         """Answer the next ``times`` requests on ``route`` with fault ``kind`` (faults queue).
 
@@ -326,6 +333,7 @@ class FakeAnthropicAPI(AnthropicStore):
             if not queue:
                 return None
             fault = queue[0]
+            self._faults_met[route] += 1
             fault.remaining -= 1
             if fault.remaining <= 0:
                 queue.popleft()

@@ -25,7 +25,7 @@ import socket
 import sys
 import threading
 import traceback
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.parser import HeaderParser
@@ -265,6 +265,7 @@ class FakeBatchAPI(BatchStore):
             super().reset()
             self.calls: list[Call] = []
             self._faults: dict[str, deque[_Fault]] = {}
+            self._faults_met: Counter[str] = Counter()
             # Direct (synchronous) calls: seconds each answer takes, and the most seen at once.
             self.chat_latency = 0.0
             self.chat_in_flight = 0
@@ -329,6 +330,12 @@ class FakeBatchAPI(BatchStore):
         with self._lock:
             return sum(1 for call in self.calls if call.route == route)
 
+    def faults_met(self, route: str) -> int:
+        """Requests on ``route`` that were answered with an injected fault (counted on
+        arrival, so a request still held by a ``timeout`` fault counts)."""
+        with self._lock:
+            return self._faults_met[route]
+
     def inject_fault(self, route: str, kind: str, times: int = 1, **opts: Any) -> None:
         """Answer the next ``times`` requests on ``route`` with fault ``kind`` (faults queue).
 
@@ -361,6 +368,7 @@ class FakeBatchAPI(BatchStore):
             if not queue:
                 return None
             fault = queue[0]
+            self._faults_met[route] += 1
             fault.remaining -= 1
             if fault.remaining <= 0:
                 queue.popleft()
