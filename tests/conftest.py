@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -45,8 +46,26 @@ def tiktoken_cache_candidates() -> list[Path]:
     return [paths.tokenizer_cache_dir(), SHARED_TIKTOKEN_CACHE]
 
 
+def use_bytecode_cache(root: Path) -> None:
+    """Let this process, the xdist workers and every child cache compiled bytecode.
+
+    Many tests start ``python -m batchgrader`` (or pytest) in a child process. With
+    ``PYTHONDONTWRITEBYTECODE`` set and no ``__pycache__`` in the venv, each child compiled
+    typer, polars, openai... from source again (2-3 s a child). Bytecode goes to one folder
+    under ``.pytest_cache`` (``PYTHONPYCACHEPREFIX``, unless the developer set one), so no
+    ``__pycache__`` appears in the tree and the next run starts warm. Set here, in the
+    controller, before xdist starts its workers: they and their children inherit it.
+    """
+    prefix = os.environ.get("PYTHONPYCACHEPREFIX") or str(root / ".pytest_cache" / "pycache")
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.pycache_prefix = prefix
+    sys.dont_write_bytecode = False
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Stop at start, with one message, when no folder holds tiktoken's encodings."""
+    """Cache bytecode for the children; stop at start when tiktoken's encodings are missing."""
+    use_bytecode_cache(config.rootpath)
     global TIKTOKEN_CACHE
     candidates = tiktoken_cache_candidates()
     TIKTOKEN_CACHE = next((c for c in candidates if tokenizer_cache.holds_all(c)), None)
