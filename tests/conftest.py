@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import typer.main
+import typer.testing
 from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner, Result
 
@@ -104,8 +107,19 @@ def home(isolated_env: Path) -> Path:
     return isolated_env.parent / "bg-home"
 
 
+@pytest.fixture(scope="session")
+def _click_command_built_once() -> Iterator[None]:
+    """typer's ``CliRunner.invoke`` builds the app's Click command anew at every call
+    (~30 ms of signature reading, more than many a test's own work); the command is the
+    same each time, so build it once per worker. ``batchgrader`` builds it once per
+    process too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(typer.testing, "_get_command", functools.cache(typer.main.get_command))
+        yield
+
+
 @pytest.fixture
-def bg() -> Callable[..., Result]:
+def bg(_click_command_built_once: None) -> Callable[..., Result]:
     """Invoke the batchgrader app in-process: ``bg("count", path, "--json")``."""
     runner = CliRunner()
 
