@@ -1,7 +1,7 @@
 """Peak memory of ``batchgrader grade`` as the number of batches grows, up to 1M rows.
 
-``tests/test_scale.py`` grades 200,000 rows in 4 batches; this extends it. Every run
-grades a file of short answers (``id,response``, ~90 request tokens a row) with
+``tests/test_scale.py`` keeps this path in the suite at 10,000 rows; this measures it at
+scale. Every run grades a file of short answers (``id,response``, ~90 request tokens a row) with
 ``chunking.split_row_limit`` rows per batch (default 50,000; the token limit is raised
 so that the row limit decides), against a fresh fake Batch API in this process (real
 HTTP on 127.0.0.1, ``polls_per_state=1``). Sizes default to 50k, 100k, 200k, 500k and

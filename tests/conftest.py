@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import typer.main
+import typer.testing
 from hypothesis import HealthCheck, settings
 from typer.testing import CliRunner, Result
 
@@ -45,8 +49,26 @@ def tiktoken_cache_candidates() -> list[Path]:
     return [paths.tokenizer_cache_dir(), SHARED_TIKTOKEN_CACHE]
 
 
+def use_bytecode_cache(root: Path) -> None:
+    """Let this process, the xdist workers and every child cache compiled bytecode.
+
+    Many tests start ``python -m batchgrader`` (or pytest) in a child process. With
+    ``PYTHONDONTWRITEBYTECODE`` set and no ``__pycache__`` in the venv, each child compiled
+    typer, polars, openai... from source again (2-3 s a child). Bytecode goes to one folder
+    under ``.pytest_cache`` (``PYTHONPYCACHEPREFIX``, unless the developer set one), so no
+    ``__pycache__`` appears in the tree and the next run starts warm. Set here, in the
+    controller, before xdist starts its workers: they and their children inherit it.
+    """
+    prefix = os.environ.get("PYTHONPYCACHEPREFIX") or str(root / ".pytest_cache" / "pycache")
+    os.environ["PYTHONPYCACHEPREFIX"] = prefix
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.pycache_prefix = prefix
+    sys.dont_write_bytecode = False
+
+
 def pytest_configure(config: pytest.Config) -> None:
-    """Stop at start, with one message, when no folder holds tiktoken's encodings."""
+    """Cache bytecode for the children; stop at start when tiktoken's encodings are missing."""
+    use_bytecode_cache(config.rootpath)
     global TIKTOKEN_CACHE
     candidates = tiktoken_cache_candidates()
     TIKTOKEN_CACHE = next((c for c in candidates if tokenizer_cache.holds_all(c)), None)
@@ -60,12 +82,25 @@ def pytest_configure(config: pytest.Config) -> None:
         )
 
 
+@pytest.fixture(scope="session")
+def no_ca_certificates(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty folder of CA certificates (see ``isolated_env``)."""
+    return tmp_path_factory.mktemp("no-ca-certificates")
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point every per-user location at tmp, drop provider env vars, run in a temp cwd."""
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_ca_certificates: Path) -> Path:
+    """Point every per-user location at tmp, drop provider env vars, run in a temp cwd.
+
+    The SDKs' HTTP clients trust the CA certificates of an empty folder (``SSL_CERT_DIR``,
+    read lazily) instead of loading the system's bundle: 30-45 ms for each client, and
+    every test talks plain HTTP to a fake on 127.0.0.1 (no test may reach a real host).
+    """
     for name in list(os.environ):
         if name.startswith(("OPENAI_", "ANTHROPIC_", "BATCHGRADER_")):
             monkeypatch.delenv(name)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.setenv("SSL_CERT_DIR", str(no_ca_certificates))
     home = tmp_path / "bg-home"
     monkeypatch.setenv("BATCHGRADER_HOME", str(home))
     assert TIKTOKEN_CACHE is not None  # pytest_configure stopped the session otherwise
@@ -85,8 +120,19 @@ def home(isolated_env: Path) -> Path:
     return isolated_env.parent / "bg-home"
 
 
+@pytest.fixture(scope="session")
+def _click_command_built_once() -> Iterator[None]:
+    """typer's ``CliRunner.invoke`` builds the app's Click command anew at every call
+    (~30 ms of signature reading, more than many a test's own work); the command is the
+    same each time, so build it once per worker. ``batchgrader`` builds it once per
+    process too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(typer.testing, "_get_command", functools.cache(typer.main.get_command))
+        yield
+
+
 @pytest.fixture
-def bg() -> Callable[..., Result]:
+def bg(_click_command_built_once: None) -> Callable[..., Result]:
     """Invoke the batchgrader app in-process: ``bg("count", path, "--json")``."""
     runner = CliRunner()
 

@@ -165,14 +165,15 @@ def test_sigkill_during_create_adopts_the_batch(
     re-run finds it by its size and time and adopts it."""
     rows = texts(3)
     src = write_input(isolated_env, rows)
-    fake_anthropic.fail_next("create", "timeout", delay=3)  # holds create, then performs it
+    fake_anthropic.fail_next("create", "hold")  # holds create until released, then performs it
     proc = _spawn(isolated_env, src)
-    _wait_for(lambda: _creating(home), proc, "the intent to create")
-    time.sleep(0.5)  # the create request is now held by the fake
+    _wait_for(lambda: fake_anthropic.held == 1, proc, "the create request")
     _kill(proc)
-    deadline = time.monotonic() + 10
+    assert _creating(home) and fake_anthropic.batches_created == 0
+    fake_anthropic.release_held()  # the server goes on with the create of a dead client
+    deadline = time.monotonic() + 30
     while fake_anthropic.batches_created == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
+        time.sleep(0.01)
     assert fake_anthropic.batches_created == 1
     result = bg("grade", src, "--model", MODEL)
     assert result.exit_code == 0, result.output
@@ -186,13 +187,12 @@ def test_sigkill_before_create_creates_once(
     """Killed before create reached the API: the re-run looks, finds nothing, creates once."""
     rows = texts(3)
     src = write_input(isolated_env, rows)
-    # create is held, then dropped unperformed: the process dies before it reaches the API
-    fake_anthropic.fail_next("create", "timeout", delay=20, perform=False)
+    # create is held, never performed: the process dies before it reaches the API
+    fake_anthropic.fail_next("create", "hold")
     proc = _spawn(isolated_env, src)
-    _wait_for(lambda: _creating(home), proc, "the intent to create")
-    time.sleep(0.5)
+    _wait_for(lambda: fake_anthropic.held == 1, proc, "the create request")
     _kill(proc)
-    assert fake_anthropic.batches_created == 0
+    assert _creating(home) and fake_anthropic.batches_created == 0
     result = bg("grade", src, "--model", MODEL)
     assert result.exit_code == 0, result.output
     assert fake_anthropic.batches_created == 1
@@ -205,18 +205,12 @@ def test_sigkill_mid_download_downloads_again_without_paying(
     """Killed while streaming results: the re-run streams them again; usage counts once."""
     rows = texts(5)
     src = write_input(isolated_env, rows)
-    fake_anthropic.fail_next("results", "timeout", delay=20)
+    fake_anthropic.fail_next("results", "hold")  # the results stream, never answered
     proc = _spawn(isolated_env, src)
-    _wait_for(
-        lambda: any(
-            fake_anthropic.batch(b)["processing_status"] == "ended"
-            for b in fake_anthropic.batch_ids()
-        ),
-        proc,
-        "the batch to end",
-    )
-    time.sleep(1.0)  # the results request is now held
+    _wait_for(lambda: fake_anthropic.held == 1, proc, "the results request")
     _kill(proc)
+    (batch_id,) = fake_anthropic.batch_ids()
+    assert fake_anthropic.batch(batch_id)["processing_status"] == "ended"
     assert not (isolated_env / "output" / "d.graded.csv").exists()
     result = bg("grade", src, "--model", MODEL)
     assert result.exit_code == 0, result.output

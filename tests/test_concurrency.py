@@ -84,30 +84,19 @@ class Proc:
         return code, self.out.read_text(), self.stderr()
 
 
-@pytest.fixture(scope="session")
-def pycache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One bytecode cache for every subprocess of the session (workers share it).
-
-    Where ``PYTHONDONTWRITEBYTECODE`` is set, each new interpreter would compile every
-    module again (seconds per process); the cache keeps that to the first one.
-    """
-    return tmp_path_factory.getbasetemp().parent / "pycache"
-
-
 @pytest.fixture
-def start(pycache: Path) -> Callable[..., Proc]:
-    """Start ``batchgrader ARGS`` in a folder, with this test's environment."""
+def start() -> Callable[..., Proc]:
+    """Start ``batchgrader ARGS`` in a folder, with this test's environment (and the
+    suite's bytecode cache, set in ``conftest.py``)."""
 
     def run(cwd: Path, *args: object) -> Proc:
         n = len(list(cwd.glob("proc-*.err")))
         out, err = cwd / f"proc-{n}.out", cwd / f"proc-{n}.err"
-        env = dict(os.environ, PYTHONPYCACHEPREFIX=str(pycache))
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
         with out.open("wb") as stdout, err.open("wb") as stderr:
             popen = subprocess.Popen(
                 [sys.executable, "-m", "batchgrader", *map(str, args)],
                 cwd=cwd,
-                env=env,
+                env=dict(os.environ),
                 stdout=stdout,
                 stderr=stderr,
             )

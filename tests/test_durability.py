@@ -159,14 +159,15 @@ def test_sigkill_during_create_adopts_the_batch(
     """Killed while create was in flight (the batch exists, the answer never came): adopted."""
     texts = _texts(3)
     src = _input(isolated_env, texts)
-    fake_api.inject_fault("create", "timeout", delay=1.5)  # holds create, then performs it
+    fake_api.inject_fault("create", "hold")  # holds create until released, then performs it
     proc = _spawn(isolated_env, src)
-    _wait_for(lambda: fake_api.request_count("upload") >= 1, proc, "the upload")
-    time.sleep(0.5)  # the create request is now held by the fake
+    _wait_for(lambda: fake_api.held == 1, proc, "the create request")
     _kill(proc)
-    deadline = time.monotonic() + 10
+    assert fake_api.batches_created == 0
+    fake_api.release_held()  # the server goes on with the create of a dead client
+    deadline = time.monotonic() + 30
     while fake_api.batches_created == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
+        time.sleep(0.01)
     assert fake_api.batches_created == 1
     result = bg("grade", src)
     assert result.exit_code == 0, result.output

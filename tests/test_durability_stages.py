@@ -1,16 +1,15 @@
 """Killed at more stages (SIGKILL): after the upload, and mid-download. Nothing is paid twice.
 
-Each test holds the fake at one stage with a ``timeout`` fault (the fake keeps the
-request open; it records a call only when it answers, hence the short sleeps), kills
-the ``grade`` subprocess there, then re-runs the same command in-process and checks
-that no upload or batch was repeated and the output is complete.
+Each test holds the fake at one stage with a ``hold`` fault (the fake keeps the request
+open, counted in ``held``, and drops it unperformed at the next test's reset), kills the
+``grade`` subprocess once the request is held, then re-runs the same command in-process
+and checks that no upload or batch was repeated and the output is complete.
 """
 
 from __future__ import annotations
 
 import signal
 import sqlite3
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,11 +27,10 @@ def test_sigkill_after_upload_reuses_the_file(
     """Killed after the upload, before create: the re-run reuses the uploaded file."""
     texts = _texts(4)
     src = _input(isolated_env, texts)
-    # create is held, then dropped unperformed: the process dies before it reaches the API
-    fake_api.inject_fault("create", "timeout", delay=20, perform=False)
+    # create is held, never performed: the process dies before it reaches the API
+    fake_api.inject_fault("create", "hold")
     proc = _spawn(isolated_env, src)
-    _wait_for(lambda: fake_api.request_count("upload") >= 1, proc, "the upload")
-    time.sleep(1.0)  # the fake records a call when it answers: create is now held
+    _wait_for(lambda: fake_api.held == 1, proc, "the create request")
     code, _, _ = _kill(proc)
     assert code == -signal.SIGKILL
     assert fake_api.request_count("upload") == 1
@@ -50,15 +48,11 @@ def test_sigkill_mid_download_downloads_again_without_paying(
     """Killed while downloading results: the re-run downloads again; usage counts once."""
     texts = _texts(5)
     src = _input(isolated_env, texts)
-    fake_api.inject_fault("file_content", "timeout", delay=20)
+    fake_api.inject_fault("file_content", "hold")  # the download, never answered
     proc = _spawn(isolated_env, src)
-    _wait_for(
-        lambda: any(b["status"] == "completed" for b in fake_api.batches.values()),
-        proc,
-        "the batch to complete",
-    )
-    time.sleep(1.0)  # the fake records a call when it answers: the download is now held
+    _wait_for(lambda: fake_api.held == 1, proc, "the download")
     _kill(proc)
+    assert any(b["status"] == "completed" for b in fake_api.batches.values())
     assert fake_api.batches_created == 1
     assert not (isolated_env / "output" / "d.graded.csv").exists()
     result = bg("grade", src)

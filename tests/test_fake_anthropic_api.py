@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any, ClassVar
@@ -971,6 +972,47 @@ def test_timeout_fault(client: Anthropic, fake: FakeAnthropicAPI) -> None:
     with pytest.raises(anthropic.APITimeoutError):
         client.with_options(timeout=0.2).messages.batches.list()
     assert client.messages.batches.list().data == []
+
+
+def test_hold_fault_waits_for_release(client: Anthropic, fake: FakeAnthropicAPI) -> None:
+    """A ``hold`` fault keeps the request (counted in ``held``) until released, then
+    performs it; requests after it are served at once."""
+    fake.fail_next("create", "hold")
+    done: list[str] = []
+    worker = threading.Thread(target=lambda: done.append(create(client, [row("a", "x")]).id))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while fake.held == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.held == 1 and not done
+    assert create(client, [row("b", "x")]).id
+    fake.release_held()
+    worker.join(timeout=10)
+    assert len(done) == 1 and done[0] in fake.batch_ids()
+    assert fake.batches_created == 2
+
+
+def test_a_request_held_at_reset_is_dropped(client: Anthropic, fake: FakeAnthropicAPI) -> None:
+    """A request still held at ``reset()`` is never performed nor recorded."""
+    fake.fail_next("create", "hold")
+    failed: list[BaseException] = []
+
+    def create_one() -> None:
+        try:
+            create(client, [row("a", "x")])
+        except anthropic.APIConnectionError as error:
+            failed.append(error)
+
+    worker = threading.Thread(target=create_one)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while fake.held == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.held == 1
+    fake.reset()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and len(failed) == 1
+    assert (fake.batches_created, fake.calls, fake.held) == (0, [], 0)
 
 
 def test_truncated_results_stream(client: Anthropic, fake: FakeAnthropicAPI) -> None:

@@ -667,6 +667,30 @@ def test_hold_fault_waits_for_release(client: OpenAI, fake: FakeBatchAPI) -> Non
     assert len(done) == 1 and done[0] in fake.files
 
 
+def test_a_request_held_at_reset_is_dropped(client: OpenAI, fake: FakeBatchAPI) -> None:
+    """A request still held by a ``hold`` fault at ``reset()`` is an earlier test's: its
+    connection is closed and it is never performed nor recorded."""
+    fake.inject_fault("upload", "hold")
+    failed: list[BaseException] = []
+
+    def upload() -> None:
+        try:
+            client.files.create(file=("a.jsonl", b"{}\n"), purpose="batch")
+        except openai.APIConnectionError as error:
+            failed.append(error)
+
+    worker = threading.Thread(target=upload)
+    worker.start()
+    deadline = time.monotonic() + 10
+    while fake.held == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert fake.held == 1
+    fake.reset()
+    worker.join(timeout=10)
+    assert not worker.is_alive() and len(failed) == 1
+    assert (fake.files, fake.calls, fake.held) == ({}, [], 0)
+
+
 def test_retry_after_500_counts_retries(retrying_client: OpenAI, fake: FakeBatchAPI) -> None:
     """SDK retries of a 500 are visible in x-stainless-retry-count; retry-after-ms is honoured."""
     batch = submit(retrying_client, jsonl([_line("a")]))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import stat
 import subprocess
@@ -231,58 +232,71 @@ class TestAtomicOutput:
         assert out["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
         assert fake_api.batches_created == 1
 
-    @pytest.mark.slow
     def test_sigkill_during_the_output_write(
-        self, fake_api: FakeBatchAPI, isolated_env: Path, home: Path
+        self, bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
     ) -> None:
         """SIGKILL while the graded file is written: no partial file; the re-run completes it."""
-        n = 40_000
+        n = 50
         texts = write_answers(isolated_env / "big.csv", n)
         env = {k: v for k, v in os.environ.items() if not k.startswith("COV_")}
         target = isolated_env / "output" / "big.graded.csv"
-        killed_in_window = False
-        for _attempt in range(3):
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "batchgrader", "grade", "big.csv", "--json"],
-                cwd=isolated_env,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            deadline = time.monotonic() + 120
-            while proc.poll() is None and time.monotonic() < deadline:
-                if any((isolated_env / "output").glob(".big.graded.csv.*.tmp")):
-                    proc.send_signal(signal.SIGKILL)
-                    killed_in_window = True
-                    break
-                time.sleep(0.0005)
-            proc.wait(timeout=60)
-            if killed_in_window:
-                break
-        if not killed_in_window:
-            pytest.skip("the output write finished before it could be interrupted")
-        if target.exists():  # the write won the race with the signal: it must be whole
-            assert pl.read_csv(target).height == n, "a partial graded file under the final name"
-        batches = fake_api.batches_created
-        old = time.time() - 2 * atomic.STALE_AFTER_SECONDS
-        for leftover in (isolated_env / "output").glob(".*.tmp"):  # as if killed long ago
-            os.utime(leftover, (old, old))
-        rerun = subprocess.run(
-            [sys.executable, "-m", "batchgrader", "grade", "big.csv", "--json"],
+        mid_write, told = os.pipe()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HALTS_MID_WRITE, str(told), "grade", "big.csv", "--json"],
             cwd=isolated_env,
             env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            pass_fds=(told,),
         )
-        assert rerun.returncode == 0, rerun.stderr
+        os.close(told)
+        try:
+            ready, _, _ = select.select([mid_write], [], [], 120)
+            said = os.read(mid_write, 64) if ready else b""
+        finally:
+            os.close(mid_write)
+        if said != b"mid-write\n":  # exited (EOF) or timed out before the write began
+            proc.kill()
+            _, err = proc.communicate(timeout=60)
+            pytest.fail(f"grade never reached the output write ({proc.returncode}):\n{err!r}")
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
+        assert not target.exists(), "a partial graded file under the final name"
+        (leftover,) = (isolated_env / "output").glob(".big.graded.csv.*.tmp")
+        assert pl.read_csv(leftover).height == 5  # killed half-way through the write
+        batches = fake_api.batches_created
+        assert batches == 1
+        old = time.time() - 2 * atomic.STALE_AFTER_SECONDS
+        os.utime(leftover, (old, old))  # as if killed long ago
+        rerun = bg("grade", "big.csv", "--json")
+        assert rerun.exit_code == 0, rerun.output
         assert fake_api.batches_created == batches
         out = pl.read_csv(target)
         assert out.height == n
         assert out["id"].to_list() == list(range(n))
         assert out["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
         assert list((isolated_env / "output").glob(".*.tmp")) == []
+
+
+#: ``python -m batchgrader`` whose write of the graded file stops half-way: the first 5
+#: rows reach the temporary file, the child says so on the descriptor ``argv[1]``, then
+#: waits to be killed. Every other write is the real one.
+HALTS_MID_WRITE = """
+import os, runpy, sys, threading
+import polars as pl
+told = int(sys.argv.pop(1))
+real_sink_csv = pl.LazyFrame.sink_csv
+def sink_csv(self, path, **kwargs):
+    if not os.path.basename(path).startswith(".big.graded.csv."):
+        return real_sink_csv(self, path, **kwargs)
+    real_sink_csv(self.head(5), path, **kwargs)
+    os.write(told, b"mid-write\\n")
+    threading.Event().wait()
+pl.LazyFrame.sink_csv = sink_csv
+sys.argv[0] = "batchgrader"
+runpy.run_module("batchgrader", run_name="__main__")
+"""
 
 
 HOSTILE = [

@@ -59,7 +59,7 @@ ERROR_FAULTS: dict[str, tuple[int, str]] = {
     "overloaded_error": (529, "Overloaded"),
     "api_error": (500, "Internal server error"),
 }
-FAULT_KINDS = frozenset(ERROR_FAULTS) | {"reset", "timeout", "lost", "truncated"}
+FAULT_KINDS = frozenset(ERROR_FAULTS) | {"reset", "timeout", "lost", "truncated", "hold"}
 
 
 class Call(NamedTuple):
@@ -202,8 +202,9 @@ class _Server(ThreadingHTTPServer):
 class FakeAnthropicAPI(AnthropicStore):
     """The fake Anthropic API server. Knobs, state and batch controls: see ``AnthropicStore``.
 
-    Adds: ``start``/``stop``/``base_url``/context manager, ``fail_next``, the ``calls``
-    record, ``request_count`` and the ``/v1/messages`` concurrency probe
+    Adds: ``start``/``stop``/``base_url``/context manager, ``fail_next`` (and
+    ``release_held``), the ``calls`` record, ``request_count`` and the ``/v1/messages``
+    concurrency probe
     (``max_concurrent_messages``, ``hold_messages``/``release_messages``,
     ``wait_for_in_flight``); ``reset()`` also clears calls, faults and the probe.
     """
@@ -229,6 +230,8 @@ class FakeAnthropicAPI(AnthropicStore):
             self._generation += 1
             self._released.set()
             self._released = threading.Event()
+            self._release_held = threading.Event()
+            self.held = 0  # requests a ``hold`` fault is holding (or has held)
         with self._flight:
             self.in_flight_messages = 0
             self.max_concurrent_messages = 0  # peak of /v1/messages requests seen at once
@@ -298,7 +301,10 @@ class FakeAnthropicAPI(AnthropicStore):
         ``api_error`` (500); ``reset`` (connection closed, request not performed);
         ``lost`` (performed, then the connection is closed: e.g. a create whose answer is
         lost); ``truncated`` (performed, body cut short); ``timeout`` (held ``delay`` s,
-        default 2, then performed unless ``perform=False``). Options of the error kinds:
+        default 2, then performed unless ``perform=False``); ``hold`` (counted in ``held``
+        and kept until ``release_held()``, then performed; one still held at ``reset()``
+        is dropped unperformed: a request the test kills its client during, at a point it
+        chooses, without waiting out a delay). Options of the error kinds:
         ``retry_after`` (s, default 1 on 429), ``retry_after_ms``, ``after_effect=True``
         (perform the request, then answer the error).
         """
@@ -308,6 +314,10 @@ class FakeAnthropicAPI(AnthropicStore):
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
         with self._lock:
             self._faults.setdefault(route, deque()).append(_Fault(kind, times, opts))
+
+    def release_held(self) -> None:
+        """Let every request a ``hold`` fault keeps (and later ones) go on, performed."""
+        self._release_held.set()
 
     def clear_faults(self) -> None:
         """Drop every fault not yet served."""
@@ -381,12 +391,20 @@ class FakeAnthropicAPI(AnthropicStore):
             request.released.wait(float(fault.opts.get("delay", 2.0)))
             if self._stale(request) or not fault.opts.get("perform", True):
                 return _Response(0, delivery="reset")  # stale, or lost on the way
+        if fault is not None and fault.kind == "hold":
+            with self._lock:
+                release = self._release_held
+                self.held += 1
+            while not release.wait(0.05) and not request.released.is_set():
+                pass
+            if self._stale(request):
+                return _Response(0, delivery="reset")  # still held at reset(): never seen
         if fault is not None and fault.kind == "reset":
             return _Response(0, delivery="reset")
         if fault is not None and fault.kind in ERROR_FAULTS and not fault.opts.get("after_effect"):
             return self._error_fault(fault)
         response = self._perform(route, request)
-        if fault is None or fault.kind == "timeout":
+        if fault is None or fault.kind in ("timeout", "hold"):
             return response
         if fault.kind == "lost":
             return _Response(0, delivery="reset")

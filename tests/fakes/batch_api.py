@@ -344,7 +344,8 @@ class FakeBatchAPI(BatchStore):
         unperformed; ``after_effect=True`` performs the request and then
         sends the fault instead of its answer; ``model`` / ``limit`` for ``token_limit*``.
         ``hold`` keeps the request (counted in ``held``) until ``release_held()``, then
-        performs it: a slow server, paused at a point the test chooses.
+        performs it: a slow server, paused at a point the test chooses. A request still
+        held at ``reset()`` belongs to an earlier test and is dropped unperformed.
         """
         if route not in ROUTE_NAMES:
             raise ValueError(f"unknown route {route!r}; expected one of {sorted(ROUTE_NAMES)}")
@@ -430,6 +431,9 @@ class FakeBatchAPI(BatchStore):
                 self.held += 1
             while not release.wait(0.05) and not self._stopping.is_set():
                 pass
+            if generation != self._generation:  # held across reset(): an earlier test's
+                handler.close_connection = True
+                return
         response = _Response(0, b"")
         if (
             fault is None

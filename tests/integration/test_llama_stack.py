@@ -37,7 +37,7 @@ pytestmark = pytest.mark.integration
 
 Invoke = Callable[..., Result]
 USER = "Please evaluate the following text: "
-ROWS = 200
+ROWS = 60
 
 
 def _texts(n: int) -> list[str]:
@@ -77,12 +77,12 @@ def _events(home: Path) -> list[UsageEvent]:
         ledger.close()
 
 
-def test_grade_200_rows_through_llama_stack(
+def test_grade_60_rows_in_three_batches_through_llama_stack(
     bg: Invoke, llama_api: LlamaStack, fake_api: FakeBatchAPI, isolated_env: Path, home: Path
 ) -> None:
-    """200 rows in three batches: exit 0, every row scored by the judge, usage in the ledger."""
+    """60 rows in three batches: exit 0, every row scored by the judge, usage in the ledger."""
     (isolated_env / "batchgrader.toml").write_text(
-        "[chunking]\nsplit_row_limit = 80\n", encoding="utf-8"
+        "[chunking]\nsplit_row_limit = 24\n", encoding="utf-8"
     )
     texts = _texts(ROWS)
     result = _grade(bg, isolated_env, texts)

@@ -1,6 +1,6 @@
 """Regenerate the bad-input corpus: ``uv run python tests/data/bad/make_corpus.py``.
 
-Every file here is small and committed. Inputs that must be big (a 50 MB cell, a row
+Every file here is small and committed. Inputs that must be big (a 10 MB cell, a row
 over the model's context), unreadable or missing are made at test time in tmp.
 ``CASES`` in ``tests/test_bad_inputs.py`` says what each file must do.
 """
