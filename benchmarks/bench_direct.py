@@ -413,7 +413,7 @@ def timed_run(
             verify(tool, answer, served, work, expected, label)
         print(
             f"  {label}: {run.rows_per_s:6.0f} rows/s, {run.send_s:6.2f} s sending, "
-            f"{run.wall_s:6.2f} s wall, {run.cpu_s:6.2f} s CPU, {run.peak_rss_mb:5.0f} MB, "
+            f"{run.wall_s:6.2f} s wall, {run.cpu_s:6.2f} s CPU, {run.peak_rss_mb:5.0f} MiB, "
             f"fake {run.fake_cpu_s:5.2f} s CPU, {run.max_in_flight} in flight, "
             f"others {run.others_cores or 0:.2f} cores",
             file=sys.stderr,
@@ -546,18 +546,22 @@ def _spread(values: list[float], digits: int = 1) -> str:
 
 
 def results_table(results: dict[str, Summary]) -> str:
+    floor = results["floor"].median("rows_per_s") if "floor" in results else None
     lines = [
-        "| approach | rows/s (sending) | sending (s) | wall (s) | CPU (s) | peak RSS (MB) "
-        "| fake CPU (s) | most in flight |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| approach | rows/s (sending) | vs floor | sending (s) | wall (s) | CPU (s) "
+        "| peak RSS (MiB) | fake CPU (s) | most in flight |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for tool, s in results.items():
+        ratio = f"{s.median('rows_per_s') / floor:.2f}x" if floor else "–"
         lines.append(
             f"| {_label(tool)} "
             f"| **{s.median('rows_per_s'):,.0f}**{_spread([r.rows_per_s for r in s.runs], 0)} "
+            f"| {ratio} "
             f"| {s.median('send_s'):.1f}{_spread([r.send_s for r in s.runs])} "
             f"| {s.median('wall_s'):.1f}{_spread([r.wall_s for r in s.runs])} "
-            f"| {s.median('cpu_s'):.1f} | {s.rss:,.0f} | {s.median('fake_cpu_s'):.1f} "
+            f"| {s.median('cpu_s'):.1f}{_spread([r.cpu_s for r in s.runs])} "
+            f"| {s.rss:,.0f} | {s.median('fake_cpu_s'):.1f} "
             f"| {max(r.max_in_flight for r in s.runs)} |"
         )
     return "\n".join(lines)
@@ -596,7 +600,7 @@ def report(
     sent = next(iter(results.values())).runs[0].rows
     ceiling = args.concurrency / args.latency if args.latency else float("inf")
     lines = [
-        "## `grade --mode direct` against a fake with latency (issue 17)",
+        f"## `grade --mode direct` against a {args.latency * 1000:g} ms server (issue 17)",
         "",
         f"Measured {machine['date']} with `{REPRODUCE}`"
         + (f" (here: `{' '.join(sys.argv[1:])}`)" if sys.argv[1:] else "")
@@ -642,11 +646,13 @@ def report(
         "times for both clients: from the first chat call it receives to the last answer "
         "it writes. It leaves out start-up, planning and the merge (batchgrader) and "
         "reading the request files (floor); the wall column has everything. Wall and CPU "
-        "time of the client come from `os.wait4`, its peak RSS from sampling its `VmHWM`, "
-        "the fake's CPU from its `/proc/PID/stat`. Both clients run with a warm bytecode "
-        f"cache. Medians of {runs} runs in rotation (range in brackets); peak RSS is the "
-        "maximum. Every run is checked: each request answered once with 200, every row "
-        "with the judge's score (`tests.fakes.judge.judge_score`).",
+        "time of the client come from `os.wait4`, its peak RSS from its `VmHWM` in "
+        "`/proc/PID/status` (the kernel's high-water mark of its resident memory, read "
+        "every 20 ms until it exits), the fake's CPU from its `/proc/PID/stat`. Both "
+        f"clients run with a warm bytecode cache. Medians of {runs} runs in rotation "
+        "(range in brackets); *vs floor* is the median rows/s over the floor's; peak RSS "
+        "is the maximum. Every run is checked: each request answered once with 200, every "
+        "row with the judge's score (`tests.fakes.judge.judge_score`).",
         "",
         results_table(results),
         "",
