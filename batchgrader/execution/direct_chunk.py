@@ -2,8 +2,8 @@
 tallies.
 
 Each final reply is appended to the chunk's answers file by one writer task that
-commits in groups (at most ``GROUP_ROWS`` answers, or what ``GROUP_SECONDS`` gathers,
-per fsync); a row's concurrency slot is given back only once its answer is on disk.
+commits in groups (the answers queued, at most ``GROUP_ROWS``, per fsync); a row's
+concurrency slot is given back only once its answer is on disk.
 The tallies (answered, failed, usage, worst case in flight) feed the direct executor's
 spend, budget checks and events.
 """
@@ -26,8 +26,9 @@ from batchgrader.money.pricing import Tier, Usage
 from batchgrader.planning.spec import RequestSpec
 from batchgrader.providers.base import Answer, Reply
 
-#: Answers written per fsync at most, and the longest an answer waits for its group.
+#: Answers written per fsync at most (a group is what arrived during the last fsync).
 GROUP_ROWS = 256
+#: Seconds between two looks at the answers still queued when sending ends.
 GROUP_SECONDS = 0.05
 
 
@@ -80,19 +81,16 @@ class DirectChunk:
         await future
 
     async def writer(self) -> None:
-        """Group commit: write a group of answers, fsync once, then let them go."""
+        """Group commit: write the answers queued, fsync once, then let them go.
+
+        No timer: the answers that arrive while one group is being made durable are
+        the next group. Waiting for a group to fill would keep each row's concurrency
+        slot (and its idle connection) that much longer.
+        """
         while True:
-            first = await self.queue.get()
-            group = [first]
-            deadline = time.monotonic() + GROUP_SECONDS
-            while len(group) < GROUP_ROWS:
-                timeout = deadline - time.monotonic()
-                if timeout <= 0:
-                    break
-                try:
-                    group.append(await asyncio.wait_for(self.queue.get(), timeout))
-                except TimeoutError:
-                    break
+            group = [await self.queue.get()]
+            while len(group) < GROUP_ROWS and not self.queue.empty():
+                group.append(self.queue.get_nowait())
             self.handle.write(b"".join(line for line, _, _ in group))
             self.handle.flush()
             await asyncio.to_thread(os.fsync, self.handle.fileno())

@@ -28,7 +28,11 @@ class Gate:
 
     async def acquire(self) -> None:
         async with self._cond:
-            await self._cond.wait_for(lambda: self.active < self.limit)
+            try:
+                await self._cond.wait_for(lambda: self.active < self.limit)
+            except asyncio.CancelledError:
+                self._wake()  # a wake-up this waiter may have taken goes to another
+                raise
             self.active += 1
         delay = self.pause_until - time.monotonic()
         if delay > 0:
@@ -37,7 +41,16 @@ class Gate:
     async def release(self) -> None:
         async with self._cond:
             self.active -= 1
-            self._cond.notify_all()
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake one waiter for the slot just freed (a release, a slot grown back).
+
+        Not all of them: a chunk's every row waits here, and waking them all on each
+        release costs time quadratic in the chunk's rows.
+        """
+        if self.active < self.limit:
+            self._cond.notify(1)
 
     def throttled(self, wait: float, why: str) -> None:
         self.limit = max(1, self.limit // 2)
@@ -51,7 +64,7 @@ class Gate:
             async with self._cond:
                 self.limit += 1
                 self.successes = 0
-                self._cond.notify_all()
+                self._wake()
             if self.limit == self.ceiling:
                 self.state = ""
 

@@ -1,0 +1,83 @@
+"""Direct mode's concurrency gate: a release wakes as many rows as there are free slots.
+
+A chunk's every row waits at the gate; waking them all on each release made a 1,400-row
+chunk cost hundreds of thousands of wake-ups (benchmarks/bench_direct.py, issue 17).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from batchgrader.execution.pacing import Gate
+
+
+class _CountingCondition(asyncio.Condition):
+    """A condition that counts how often a waiter went to sleep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    async def wait(self) -> Literal[True]:
+        self.waits += 1
+        return await super().wait()
+
+
+def test_every_row_passes_within_the_limit_with_few_wake_ups() -> None:
+    """400 rows through 4 slots: never more than 4 at once, about one sleep a row."""
+    rows, slots = 400, 4
+    cond = _CountingCondition()
+    gate = Gate(ceiling=slots, limit=slots, _cond=cond)
+    most = done = 0
+
+    async def one() -> None:
+        nonlocal most, done
+        await gate.acquire()
+        try:
+            most = max(most, gate.active)
+            await asyncio.sleep(0)
+            done += 1
+        finally:
+            await gate.release()
+
+    async def main() -> None:
+        await asyncio.gather(*(one() for _ in range(rows)))
+
+    asyncio.run(main())
+    assert done == rows and most == slots and gate.active == 0
+    assert cond.waits <= rows  # waking every waiter on each release: 19,800 here
+
+
+def test_a_slot_that_grows_back_wakes_a_waiter() -> None:
+    """After a rate limit halves the gate, each slot it grows back lets one more row in."""
+
+    async def main() -> None:
+        gate = Gate(ceiling=2, limit=1)
+        await gate.acquire()
+        second = asyncio.create_task(gate.acquire())
+        await asyncio.sleep(0.01)
+        assert not second.done()
+        await gate.succeeded()  # limit 1 -> 2: one free slot
+        await asyncio.wait_for(second, 1.0)
+        assert gate.active == 2
+
+    asyncio.run(main())
+
+
+def test_a_woken_row_cancelled_passes_its_wake_up_on() -> None:
+    """A waiter woken for a free slot but cancelled before taking it: the next one gets it."""
+
+    async def main() -> None:
+        gate = Gate(ceiling=1, limit=1)
+        await gate.acquire()
+        first = asyncio.create_task(gate.acquire())
+        second = asyncio.create_task(gate.acquire())
+        await asyncio.sleep(0.01)
+        await gate.release()  # wakes `first` only
+        first.cancel()  # before it runs
+        await asyncio.gather(first, return_exceptions=True)
+        await asyncio.wait_for(second, 1.0)
+        assert gate.active == 1
+
+    asyncio.run(main())
