@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,15 @@ def break_tokenizer(monkeypatch: Any, tmp_path: Path) -> Path:
     monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})
     tokens._encoding.cache_clear()
     return empty
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a ``batchgrader`` child process: this test's, polling gently.
+
+    The fake fixtures poll every 1-5 ms so that in-process runs finish at once; a child
+    whose batch the test holds still (``polls_per_state = HOLD``) would poll 200 times a
+    second for as long as the test keeps it there, a core's worth of CPU taken from the
+    other tests. At most every 0.1 s it costs nothing: after a change the interval drops
+    back to the first one, so a released batch is followed as fast as before.
+    """
+    return {**os.environ, "BATCHGRADER_RUN__POLL_MAX_INTERVAL_SECONDS": "0.1"}

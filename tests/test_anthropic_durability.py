@@ -9,7 +9,6 @@ fake at a chosen stage, kill the process there, then finish the job in-process.
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -32,6 +31,7 @@ from tests.anthropic_cli import (
 )
 from tests.conftest import FAKE_ANTHROPIC_KEY
 from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.helpers import child_env
 
 HOLD = 10**6  # polls per lifecycle step: a batch that never moves on its own
 
@@ -100,7 +100,7 @@ def _spawn(cwd: Path, *args: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "batchgrader", "grade", *map(str, args), "--model", MODEL],
         cwd=cwd,
-        env=dict(os.environ),
+        env=child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

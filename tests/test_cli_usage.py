@@ -5,7 +5,6 @@ jobs planned before chunks were numbered from 1."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from batchgrader.ledger.store import Ledger
 from batchgrader.settings.loading import load_settings
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import judge_score
-from tests.helpers import write_table
+from tests.helpers import child_env, write_table
 from tests.test_cli_help import COMMANDS
 
 Invoke = Callable[..., Result]
@@ -205,7 +204,7 @@ def test_sigterm_says_what_ctrl_c_says_and_exits_143(
     proc = subprocess.Popen(
         [sys.executable, "-m", "batchgrader", "grade", str(path)],
         cwd=isolated_env,
-        env=dict(os.environ),
+        env=child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

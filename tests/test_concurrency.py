@@ -10,7 +10,6 @@ pass a budget together, and no committed spend is left behind.
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import sqlite3
@@ -34,7 +33,7 @@ from batchgrader.planning.workload import Workload
 from batchgrader.settings.loading import load_settings
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import judge_score
-from tests.helpers import write_table
+from tests.helpers import child_env, write_table
 
 Invoke = Callable[..., Result]
 USER = "Please evaluate the following text: "
@@ -96,7 +95,7 @@ def start() -> Callable[..., Proc]:
             popen = subprocess.Popen(
                 [sys.executable, "-m", "batchgrader", *map(str, args)],
                 cwd=cwd,
-                env=dict(os.environ),
+                env=child_env(),
                 stdout=stdout,
                 stderr=stderr,
             )

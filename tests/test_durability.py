@@ -6,7 +6,6 @@ hold the fake at a chosen stage, kill the process there, then finish the job in-
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -23,7 +22,7 @@ from batchgrader.ledger.migrations import MIGRATIONS, migrate
 from batchgrader.ledger.store import Ledger
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import judge_score
-from tests.helpers import write_table
+from tests.helpers import child_env, write_table
 
 Invoke = Callable[..., Result]
 USER = "Please evaluate the following text: "
@@ -62,7 +61,7 @@ def _spawn(cwd: Path, *args: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "batchgrader", "grade", *map(str, args)],
         cwd=cwd,
-        env=dict(os.environ),
+        env=child_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
