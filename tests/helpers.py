@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from typer.testing import Result
 
 from batchgrader.prompting.prompts import EXAMPLES, TEXT, Prompt
 from batchgrader.prompting.tokens import REPLY_PRIMING, TOKENS_PER_MESSAGE, Counter
@@ -162,3 +163,14 @@ def child_env() -> dict[str, str]:
     back to the first one, so a released batch is followed as fast as before.
     """
     return {**os.environ, "BATCHGRADER_RUN__POLL_MAX_INTERVAL_SECONDS": "0.1"}
+
+
+def fault_outcome(result: Result) -> str:
+    """How a command met a fault: "recovers" (exit 0) or "stops" (exit 1 with one clear
+    message and no traceback); any other exit fails the test."""
+    if result.exit_code == 0:
+        return "recovers"
+    assert result.exit_code == 1, result.output
+    assert "Error:" in result.stderr
+    assert "Traceback" not in result.output
+    return "stops"

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import Result
 
 from batchgrader.execution.events import SystemClock
 from tests.anthropic_cli import (
@@ -28,6 +27,7 @@ from tests.anthropic_cli import (
     write_input,
 )
 from tests.fakes.anthropic_api import FakeAnthropicAPI
+from tests.helpers import fault_outcome
 
 ROUTES = ["count_tokens", "create", "retrieve", "list", "cancel", "results", "delete"]
 KINDS: dict[str, dict[str, Any]] = {
@@ -111,7 +111,7 @@ def _case(
         fake_anthropic.fail_next(route, fault_kind, times=BURST, **opts)
         result = bg("jobs", "cancel", job)
         assert fake_anthropic.faults_met(route) >= 1  # the fault was met
-        assert _outcome(result) == expected, result.output
+        assert fault_outcome(result) == expected, result.output
         if expected == "stops":
             fake_anthropic.clear_faults()
             assert bg("jobs", "cancel", job).exit_code == 0
@@ -126,23 +126,13 @@ def _case(
     fake_anthropic.fail_next(route, fault_kind, times=BURST, **opts)
     result = bg("grade", src, "--model", MODEL)
     assert fake_anthropic.faults_met(route) >= 1  # the fault was met
-    assert _outcome(result) == expected, result.output
+    assert fault_outcome(result) == expected, result.output
     if expected == "stops":
         fake_anthropic.clear_faults()
         resumed = bg("jobs", "resume", job_id(bg))
         assert resumed.exit_code == 0, resumed.output
     assert_scores(graded(folder), rows)
     assert fake_anthropic.batches_created == 1
-
-
-def _outcome(result: Result) -> str:
-    """ "recovers" (exit 0) or "stops" (exit 1 with one clear message, no traceback)."""
-    if result.exit_code == 0:
-        return "recovers"
-    assert result.exit_code == 1, result.output
-    assert "Error:" in result.stderr
-    assert "Traceback" not in result.output
-    return "stops"
 
 
 def test_lost_create_answer_adopts_the_batch(

@@ -23,7 +23,7 @@ from typer.testing import Result
 from batchgrader.execution.events import SystemClock
 from tests.fakes.batch_api import FakeBatchAPI
 from tests.fakes.judge import judge_score
-from tests.helpers import write_table
+from tests.helpers import fault_outcome, write_table
 
 Invoke = Callable[..., Result]
 USER = "Please evaluate the following text: "
@@ -115,7 +115,7 @@ def _case(
         fake_api.inject_fault(route, fault_kind, times=BURST, **opts)
         result = bg("jobs", "cancel", job)
         assert fake_api.faults_met(route) >= 1  # the fault was met
-        assert _outcome(result) == expected, result.output
+        assert fault_outcome(result) == expected, result.output
         if expected == "stops":
             fake_api.clear_faults()
             assert bg("jobs", "cancel", job).exit_code == 0
@@ -130,20 +130,10 @@ def _case(
     fake_api.inject_fault(route, fault_kind, times=BURST, **opts)
     result = bg("grade", src)
     assert fake_api.faults_met(route) >= 1  # the fault was met
-    assert _outcome(result) == expected, result.output
+    assert fault_outcome(result) == expected, result.output
     if expected == "stops":
         fake_api.clear_faults()
         resumed = bg("jobs", "resume", _job_id(bg))
         assert resumed.exit_code == 0, resumed.output
     _assert_graded(folder, texts)
     assert fake_api.batches_created == 1
-
-
-def _outcome(result: Result) -> str:
-    """ "recovers" (exit 0) or "stops" (exit 1 with one clear message, no traceback)."""
-    if result.exit_code == 0:
-        return "recovers"
-    assert result.exit_code == 1, result.output
-    assert "Error:" in result.stderr
-    assert "Traceback" not in result.output
-    return "stops"

@@ -32,6 +32,7 @@ from batchgrader.errors import (
 )
 from batchgrader.masking import mask
 from batchgrader.providers.base import BatchInfo, BatchState, BatchTag, Reply
+from batchgrader.providers.http import answered, retry_after, unanswered
 from batchgrader.settings import AnthropicSettings, ApiSettings
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ def translate(exc: Exception, what: str) -> ProviderError:
         if status in (408, 409, 429) or status >= 500 or kind == "overloaded_error":
             return TransientApiError(
                 f"{what}: HTTP {status} {kind}: {message}".replace("  ", " "),
-                retry_after=_retry_after(exc.response),
+                retry_after=retry_after(exc.response),
             )
         if status in (401, 403):
             return ProviderError(
@@ -141,22 +142,6 @@ def translate(exc: Exception, what: str) -> ProviderError:
     if isinstance(exc, anthropic.AnthropicError):
         return ProviderError(f"{what}: {exc}")
     raise exc
-
-
-def _retry_after(response: Any) -> float | None:
-    """Seconds a 429/529 asks to wait (``retry-after-ms`` or ``retry-after``)."""
-    headers = getattr(response, "headers", None) or {}
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue
-        if 0 <= seconds <= 3600:
-            return seconds
-    return None
 
 
 class AnthropicClient:
@@ -322,31 +307,13 @@ class AnthropicDirect:
                 f"/v1{path}", body=body, cast_to=httpx2.Response, options={"max_retries": 0}
             )
         except anthropic.APIStatusError as exc:
-            return Reply(
-                status=exc.status_code,
-                body=_json_or_text(exc.response),
-                retry_after=_retry_after(exc.response),
-                limits=_rate_limits(exc.response),
-            )
+            return answered(exc.response, _rate_limits(exc.response), failed=True)
         except anthropic.APIConnectionError as exc:
-            refused = isinstance(exc.__cause__, httpx2.ConnectError)
-            text = str(exc).replace(self._secret, mask(self._secret))
-            return Reply(status=0, error=f"{type(exc).__name__}: {text}", sent=not refused)
-        return Reply(
-            status=response.status_code,
-            body=_json_or_text(response),
-            limits=_rate_limits(response),
-        )
+            return unanswered(exc, self._secret)
+        return answered(response, _rate_limits(response))
 
     async def aclose(self) -> None:
         await self._sdk.close()
-
-
-def _json_or_text(response: Any) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return getattr(response, "text", None)
 
 
 def _rate_limits(response: Any) -> dict[str, str]:

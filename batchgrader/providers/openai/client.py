@@ -38,6 +38,7 @@ from batchgrader.providers.base import (
     BatchTag,
     Reply,
 )
+from batchgrader.providers.http import answered, retry_after, unanswered
 from batchgrader.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -160,7 +161,7 @@ def translate(exc: Exception, what: str) -> ProviderError:
         if exc.status_code in (408, 409, 429) or exc.status_code >= 500:
             return TransientApiError(
                 f"{what}: HTTP {exc.status_code}: {message}",
-                retry_after=_retry_after(exc.response),
+                retry_after=retry_after(exc.response),
             )
         if exc.status_code in (401, 403):
             return ProviderError(
@@ -176,22 +177,6 @@ def translate(exc: Exception, what: str) -> ProviderError:
     if isinstance(exc, ValueError):  # malformed JSON body in a 200 answer
         return TransientApiError(f"{what}: malformed answer: {exc}")
     raise exc
-
-
-def _retry_after(response: Any) -> float | None:
-    """Seconds a 429/503 asks to wait (``retry-after-ms`` or ``retry-after``)."""
-    headers = getattr(response, "headers", None) or {}
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) * scale
-        except ValueError:
-            continue
-        if 0 <= seconds <= 3600:
-            return seconds
-    return None
 
 
 class OpenAIBatches:
@@ -384,31 +369,13 @@ class OpenAIDirect:
                 path, body=body, cast_to=httpx2.Response, options={"max_retries": 0}
             )
         except openai.APIStatusError as exc:
-            return Reply(
-                status=exc.status_code,
-                body=_json_or_text(exc.response),
-                retry_after=_retry_after(exc.response),
-                limits=_rate_limits(exc.response),
-            )
+            return answered(exc.response, _rate_limits(exc.response), failed=True)
         except openai.APIConnectionError as exc:
-            refused = isinstance(exc.__cause__, httpx2.ConnectError)
-            text = str(exc).replace(self._secret, mask(self._secret))
-            return Reply(status=0, error=f"{type(exc).__name__}: {text}", sent=not refused)
-        return Reply(
-            status=response.status_code,
-            body=_json_or_text(response),
-            limits=_rate_limits(response),
-        )
+            return unanswered(exc, self._secret)
+        return answered(response, _rate_limits(response))
 
     async def aclose(self) -> None:
         await self._client.close()
-
-
-def _json_or_text(response: Any) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return getattr(response, "text", None)
 
 
 def _rate_limits(response: Any) -> dict[str, str]:
