@@ -1,7 +1,7 @@
 """Direct mode: the same durable jobs with bounded concurrent calls (no Batch API).
 
 Every test drives the real CLI against the fake server's synchronous chat endpoint over
-real HTTP, with the real openai SDK.
+real HTTP (direct mode sends with plain httpx2, not the SDK: providers/http.py).
 """
 
 from __future__ import annotations

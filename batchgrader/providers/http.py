@@ -1,15 +1,27 @@
-"""What the providers' clients share about HTTP answers (both SDKs sit on httpx2):
-the wait a server asks for, and a synchronous call's ``Reply``."""
+"""What the providers' clients share about HTTP: the wait a server asks for, and
+``JsonPoster``, the direct transport both providers send their synchronous calls with.
+
+The SDKs serve the Batch APIs (files, batches, results, with their typed errors).
+Direct mode's hot path is one POST and one JSON answer a row, many thousand times, and
+goes around them: through an SDK a row costs about twice the CPU (request options,
+typed response wrappers, header merging), and at ``--concurrency 64`` a client is
+CPU-bound long before a 50 ms server is (docs/benchmarks.md).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ssl
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx2
 
 from batchgrader.masking import mask
 from batchgrader.providers.base import Reply
+
+#: What a direct transport reads rate limits from: response headers to the names the
+#: direct executor knows (``x-ratelimit-remaining-requests``, ...).
+LimitReader = Callable[[httpx2.Headers], dict[str, str]]
 
 
 def retry_after(response: Any) -> float | None:
@@ -28,24 +40,89 @@ def retry_after(response: Any) -> float | None:
     return None
 
 
-def answered(response: Any, limits: Mapping[str, str], *, failed: bool = False) -> Reply:
-    """The reply of a call the server answered (``failed``: with an error status, whose
-    wait, if it asks for one, is kept)."""
-    try:
-        body = response.json()
-    except ValueError:
-        body = getattr(response, "text", None)
-    return Reply(
-        status=response.status_code,
-        body=body,
-        retry_after=retry_after(response) if failed else None,
-        limits=limits,
-    )
+class JsonPoster:
+    """POSTs JSON bodies to one server, concurrently; every outcome is a ``Reply``.
 
+    Each call borrows a client with a single keep-alive connection from a free list
+    (the last one given back is lent first: its connection is the one least likely to
+    have been closed by the server) instead of sharing one client's pool. httpcore's pool
+    checks the socket of every idle connection each time a request enters or leaves it:
+    at ``--concurrency 64`` that was 32 checks a row and the largest cost of a direct run
+    (docs/benchmarks.md); a one-connection client checks its own. The direct executor
+    bounds the calls in flight, so the clients made are as many as its concurrency.
+    """
 
-def unanswered(exc: BaseException, secret: str) -> Reply:
-    """The reply of a call no answer came back to; not sent only when the connection was
-    refused (a dropped one may have been executed and billed)."""
-    refused = isinstance(exc.__cause__, httpx2.ConnectError)
-    text = str(exc).replace(secret, mask(secret))
-    return Reply(status=0, error=f"{type(exc).__name__}: {text}", sent=not refused)
+    def __init__(
+        self,
+        base_url: str,
+        headers: Mapping[str, str],
+        *,
+        timeout: float,
+        secret: str,
+        limits: LimitReader,
+        prefix: str = "",
+    ) -> None:
+        """``prefix``: the part of an endpoint that ``base_url`` already ends with
+        (OpenAI's ``/v1``); ``secret`` is masked in every error message."""
+        self.base_url = base_url.rstrip("/") + "/"
+        self._headers = {"accept": "application/json", **headers}
+        self._timeout = timeout
+        self._secret = secret
+        self._limits = limits
+        self._prefix = prefix
+        self._ssl: ssl.SSLContext | None = None  # one for every client: loading CAs is slow
+        self._idle: list[httpx2.AsyncClient] = []
+        self._made: list[httpx2.AsyncClient] = []
+
+    async def send(self, endpoint: str, body: dict[str, Any]) -> Reply:
+        """POST ``body`` to ``endpoint``; never raises for an HTTP or network failure."""
+        path = endpoint.removeprefix(self._prefix).lstrip("/")
+        client = self._idle.pop() if self._idle else self._client()
+        try:
+            response = await client.post(path, json=body)
+        except httpx2.TransportError as exc:
+            return self._unanswered(exc)
+        finally:
+            self._idle.append(client)
+        try:
+            answer = response.json()
+        except ValueError:
+            answer = response.text
+        failed = not response.is_success
+        return Reply(
+            status=response.status_code,
+            body=answer,
+            retry_after=retry_after(response) if failed else None,
+            limits=self._limits(response.headers),
+        )
+
+    async def aclose(self) -> None:
+        for client in self._made:
+            await client.aclose()
+        self._idle.clear()
+        self._made.clear()
+
+    def _client(self) -> httpx2.AsyncClient:
+        if self._ssl is None:
+            self._ssl = httpx2.create_ssl_context()
+        client = httpx2.AsyncClient(
+            base_url=self.base_url,
+            headers=self._headers,
+            timeout=self._timeout,
+            verify=self._ssl,
+            limits=httpx2.Limits(max_connections=1, max_keepalive_connections=1),
+        )
+        self._made.append(client)
+        return client
+
+    def _unanswered(self, exc: httpx2.TransportError) -> Reply:
+        """No answer came back. Not sent only when the connection was refused: a request
+        whose connection dropped (or timed out) may have run and been billed."""
+        if isinstance(exc, httpx2.TimeoutException) and not str(exc):
+            text = f"no answer within {self._timeout:g} s (api.timeout_seconds)"
+        else:
+            text = str(exc) or "the connection dropped"
+            if self._secret:
+                text = text.replace(self._secret, mask(self._secret))
+        refused = isinstance(exc, httpx2.ConnectError)
+        return Reply(status=0, error=f"{type(exc).__name__}: {text}", sent=not refused)

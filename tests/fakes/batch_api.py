@@ -239,6 +239,11 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.fake = fake
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.fake._lock:
+            self.fake.connections_opened += 1
+        super().process_request(request, client_address)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Ignore clients that hung up (e.g. on an injected timeout); report anything else."""
         if not isinstance(sys.exc_info()[1], ConnectionError):
@@ -270,6 +275,7 @@ class FakeBatchAPI(BatchStore):
             self.chat_latency = 0.0
             self.chat_in_flight = 0
             self.max_chat_in_flight = 0
+            self.connections_opened = 0  # TCP connections accepted (keep-alive reuse shows)
             # A server without a Batch API (vLLM, Ollama, llama.cpp): its files and batches
             # routes answer 404 with a JSON error ("json"), FastAPI's {"detail": ...}
             # ("detail") or plain text ("text"), or 405 ("method").

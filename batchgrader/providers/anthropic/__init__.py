@@ -3,8 +3,8 @@
 ``requests`` builds the lines and bodies, ``results`` reads them back, ``tokens`` counts
 offline (an approximation: Claude has no published tokenizer), ``counting`` counts
 exactly through ``count_tokens``, ``client`` is the only module importing the SDK, and
-only when a run needs the network: ``AnthropicBatches`` (Message Batches) and
-``AnthropicDirect`` (the synchronous Messages API, for direct mode).
+only when a run needs the network: ``AnthropicBatches`` (Message Batches); ``direct``
+calls the synchronous Messages API over plain HTTP (direct mode).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from batchgrader.providers.base import Account, BatchLimits, Provider
 from batchgrader.settings import AnthropicSettings, ApiSettings, Settings
 
 if TYPE_CHECKING:
-    from batchgrader.providers.anthropic.client import AnthropicBatches, AnthropicDirect
+    from batchgrader.providers.anthropic.client import AnthropicBatches
+    from batchgrader.providers.http import JsonPoster
 
 #: Where requests go without ``anthropic.base_url`` (ANTHROPIC_BASE_URL).
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -101,11 +102,11 @@ class AnthropicProvider:
 
         return AnthropicBatches(self.settings, self.api)
 
-    def direct_transport(self, *, timeout: float) -> AnthropicDirect:
+    def direct_transport(self, *, timeout: float) -> JsonPoster:
         """The Messages API, called directly (direct mode, pilots, deadline tails)."""
-        from batchgrader.providers.anthropic.client import AnthropicDirect
+        from batchgrader.providers.anthropic.direct import anthropic_direct
 
-        return AnthropicDirect(self.settings, timeout=timeout)
+        return anthropic_direct(self.settings, self.account().base_url, timeout=timeout)
 
 
 def from_settings(settings: Settings) -> Provider:

@@ -31,8 +31,8 @@ from batchgrader.errors import (
     TransientApiError,
 )
 from batchgrader.masking import mask
-from batchgrader.providers.base import BatchInfo, BatchState, BatchTag, Reply
-from batchgrader.providers.http import answered, retry_after, unanswered
+from batchgrader.providers.base import BatchInfo, BatchState, BatchTag
+from batchgrader.providers.http import retry_after
 from batchgrader.settings import AnthropicSettings, ApiSettings
 
 log = logging.getLogger(__name__)
@@ -284,62 +284,6 @@ class AnthropicBatches:
             )
             return False
         return True
-
-
-class AnthropicDirect:
-    """Synchronous Messages calls through the SDK's async client (no SDK retries)."""
-
-    def __init__(self, settings: AnthropicSettings, *, timeout: float) -> None:
-        if settings.key is None or not settings.key.get_secret_value():
-            raise MissingApiKey(
-                "No Anthropic API key: set ANTHROPIC_API_KEY (or anthropic.key in a settings file)."
-            )
-        self._secret = settings.key.get_secret_value()
-        self._sdk = anthropic.AsyncAnthropic(
-            api_key=self._secret, base_url=settings.base_url, timeout=timeout, max_retries=0
-        )
-        self.base_url = str(self._sdk.base_url)
-
-    async def send(self, endpoint: str, body: dict[str, Any]) -> Reply:
-        path = endpoint.removeprefix("/v1")
-        try:
-            response = await self._sdk.post(
-                f"/v1{path}", body=body, cast_to=httpx2.Response, options={"max_retries": 0}
-            )
-        except anthropic.APIStatusError as exc:
-            return answered(exc.response, _rate_limits(exc.response), failed=True)
-        except anthropic.APIConnectionError as exc:
-            return unanswered(exc, self._secret)
-        return answered(response, _rate_limits(response))
-
-    async def aclose(self) -> None:
-        await self._sdk.close()
-
-
-def _rate_limits(response: Any) -> dict[str, str]:
-    """Anthropic's rate-limit headers (``anthropic-ratelimit-*``), under the names the
-    direct executor reads (``x-ratelimit-remaining-requests`` ...)."""
-    headers = getattr(response, "headers", None) or {}
-    found: dict[str, str] = {}
-    for key, value in headers.items():
-        name = key.lower()
-        for kind in ("requests", "tokens"):
-            if name == f"anthropic-ratelimit-{kind}-remaining":
-                found[f"x-ratelimit-remaining-{kind}"] = value
-            if name == f"anthropic-ratelimit-{kind}-reset":
-                seconds = _until(value)
-                if seconds is not None:
-                    found[f"x-ratelimit-reset-{kind}"] = f"{seconds:.3f}s"
-    return found
-
-
-def _until(stamp: str) -> float | None:
-    """Seconds from now until an RFC 3339 time (a reset header)."""
-    try:
-        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 def _results_gone(info: BatchInfo) -> ProviderError:

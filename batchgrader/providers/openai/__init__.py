@@ -1,6 +1,7 @@
 """OpenAI's Batch API, and every server compatible with it (llama-stack, vLLM, ...).
 
-The SDK is imported by ``client`` alone, and only when a run needs the network.
+The SDK is imported by ``client`` alone (files and batches), and only when a run needs
+the network; ``direct`` calls the synchronous endpoints over plain HTTP (direct mode).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from batchgrader.providers.openai.requests import CHAT, RESPONSES, OpenAICodec
 from batchgrader.settings import ApiSettings, Settings
 
 if TYPE_CHECKING:
-    from batchgrader.providers.openai.client import OpenAIBatches, OpenAIDirect
+    from batchgrader.providers.http import JsonPoster
+    from batchgrader.providers.openai.client import OpenAIBatches
 
 #: Where requests go without ``api.base_url`` (OPENAI_BASE_URL).
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -83,10 +85,10 @@ class OpenAIProvider:
 
         return OpenAIBatches(self.api)
 
-    def direct_transport(self, *, timeout: float) -> OpenAIDirect:
-        from batchgrader.providers.openai.client import OpenAIDirect
+    def direct_transport(self, *, timeout: float) -> JsonPoster:
+        from batchgrader.providers.openai.direct import openai_direct
 
-        return OpenAIDirect(self.api, timeout=timeout)
+        return openai_direct(self.api, self.account().base_url, timeout=timeout)
 
 
 def from_settings(settings: Settings) -> Provider:

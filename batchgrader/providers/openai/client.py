@@ -36,9 +36,8 @@ from batchgrader.providers.base import (
     BatchInfo,
     BatchState,
     BatchTag,
-    Reply,
 )
-from batchgrader.providers.http import answered, retry_after, unanswered
+from batchgrader.providers.http import retry_after
 from batchgrader.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -340,47 +339,6 @@ def _mentions_file(exc: Any) -> bool:
     err = body.get("error", body)
     message = err.get("message", "") if isinstance(err, dict) else ""
     return bool(_MISSING_FILE_RE.search(str(message)))
-
-
-class OpenAIDirect:
-    """Synchronous chat/responses calls through the SDK's async client (no SDK retries)."""
-
-    def __init__(self, api: ApiSettings, *, timeout: float) -> None:
-        if api.key is None or not api.key.get_secret_value():
-            raise MissingApiKey(
-                "No API key: set OPENAI_API_KEY (or api.key in a settings file).",
-                hint="A local server that wants no key takes any value, e.g. OPENAI_API_KEY=none.",
-            )
-        self._client = openai.AsyncOpenAI(
-            api_key=api.key.get_secret_value(),
-            base_url=api.base_url,
-            organization=api.organization,
-            project=api.project,
-            timeout=timeout,
-            max_retries=0,
-        )
-        self._secret = api.key.get_secret_value()
-        self.base_url = str(self._client.base_url)
-
-    async def send(self, endpoint: str, body: dict[str, Any]) -> Reply:
-        path = endpoint.removeprefix("/v1")
-        try:
-            response = await self._client.post(
-                path, body=body, cast_to=httpx2.Response, options={"max_retries": 0}
-            )
-        except openai.APIStatusError as exc:
-            return answered(exc.response, _rate_limits(exc.response), failed=True)
-        except openai.APIConnectionError as exc:
-            return unanswered(exc, self._secret)
-        return answered(response, _rate_limits(response))
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
-
-def _rate_limits(response: Any) -> dict[str, str]:
-    headers = getattr(response, "headers", None) or {}
-    return {k.lower(): v for k, v in headers.items() if k.lower().startswith("x-ratelimit-")}
 
 
 def _metadata(tag: BatchTag) -> dict[str, str]:
