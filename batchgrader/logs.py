@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from batchgrader import __version__
-from batchgrader.masking import mask
+from batchgrader.masking import hide
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 _HANDLER_TAG = "_batchgrader_handler"
@@ -29,12 +29,12 @@ class _RedactFilter(logging.Filter):
     def __init__(self, secret: str) -> None:
         super().__init__()
         self._secret = secret
-        self._masked = mask(secret)
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if self._secret in message:
-            record.msg = message.replace(self._secret, self._masked)
+        hidden = hide(message, self._secret)
+        if hidden != message:
+            record.msg = hidden
             record.args = None
         return True
 

@@ -20,6 +20,7 @@ import polars as pl
 import pytest
 from typer.testing import Result
 
+from batchgrader.masking import hide
 from tests.conftest import FAKE_KEY
 from tests.fakes.batch_api import FakeBatchAPI
 
@@ -212,3 +213,24 @@ def test_provider_error_quoting_the_key_is_masked(
     assert not leaks(result.stdout_bytes), result.stdout
     assert not leaks(result.stderr_bytes), result.stderr
     assert scan_tree(home, isolated_env) == {}
+
+
+def test_masking_hides_a_key_but_not_a_word_a_local_server_takes_as_one() -> None:
+    assert hide(f"refused {FAKE_KEY}.", FAKE_KEY) == f"refused {MASKED}."
+    # OPENAI_API_KEY=none (a local server wants no key): "none" is not a secret, and
+    # masking it would garble every word it is part of.
+    assert hide("none of the rows: nonexistent", "none") == "none of the rows: nonexistent"
+
+
+def test_a_short_key_leaves_the_messages_readable(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``OPENAI_API_KEY=x`` the warning about an existing output still says "exists"."""
+    monkeypatch.setenv("OPENAI_API_KEY", "x")
+    pl.DataFrame({"response": ["one", "two"]}).write_csv(isolated_env / "in.csv")
+    (isolated_env / "output").mkdir()
+    (isolated_env / "output" / "in.graded.csv").write_text("kept\n")
+    result = bg("grade", "in.csv", "--mode", "direct", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "exists" in " ".join(result.output.split()), result.output
+    assert "*" not in result.output, result.output

@@ -22,7 +22,7 @@ from typer.core import TyperGroup
 from batchgrader.cli._context import AppContext
 from batchgrader.cli._options import tidy, tidy_own
 from batchgrader.errors import BatchgraderError, Interrupted, storage_error
-from batchgrader.masking import mask
+from batchgrader.masking import hide
 
 log = logging.getLogger("batchgrader.cli")
 
@@ -34,8 +34,8 @@ def report(app: AppContext, exc: BatchgraderError) -> None:
     for secret in app.secrets:
         for name in ("message", "hint"):
             text = getattr(exc, name)
-            if text and secret in text:
-                setattr(exc, name, text.replace(secret, mask(secret)))
+            if text:
+                setattr(exc, name, hide(text, secret))
         exc.args = (exc.message,)
     log.debug("error %s", exc.code, exc_info=exc if app.debug else None)
     if app.json_mode:

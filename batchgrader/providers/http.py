@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx2
 
-from batchgrader.masking import mask
+from batchgrader.masking import hide
 from batchgrader.providers.base import Reply
 
 #: What a direct transport reads rate limits from: response headers to the names the
@@ -121,8 +121,6 @@ class JsonPoster:
         if isinstance(exc, httpx2.TimeoutException) and not str(exc):
             text = f"no answer within {self._timeout:g} s (api.timeout_seconds)"
         else:
-            text = str(exc) or "the connection dropped"
-            if self._secret:
-                text = text.replace(self._secret, mask(self._secret))
+            text = hide(str(exc), self._secret) or "the connection dropped"
         refused = isinstance(exc, httpx2.ConnectError)
         return Reply(status=0, error=f"{type(exc).__name__}: {text}", sent=not refused)

@@ -30,7 +30,7 @@ from batchgrader.errors import (
     QuotaExhausted,
     TransientApiError,
 )
-from batchgrader.masking import mask
+from batchgrader.masking import hide
 from batchgrader.providers.base import BatchInfo, BatchState, BatchTag
 from batchgrader.providers.http import retry_after
 from batchgrader.settings import AnthropicSettings, ApiSettings
@@ -166,9 +166,8 @@ class AnthropicClient:
     def translate(self, exc: Exception, what: str) -> ProviderError:
         """``translate``, with the key masked (a server may quote it back)."""
         err = translate(exc, what)
-        if self._secret in err.message:
-            err.message = err.message.replace(self._secret, mask(self._secret))
-            err.args = (err.message,)
+        err.message = hide(err.message, self._secret)
+        err.args = (err.message,)
         return err
 
     def close(self) -> None:

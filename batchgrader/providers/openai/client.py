@@ -27,7 +27,7 @@ from batchgrader.errors import (
     QuotaExhausted,
     TransientApiError,
 )
-from batchgrader.masking import mask
+from batchgrader.masking import hide
 from batchgrader.money.pricing import Usage
 from batchgrader.providers.base import (
     INPUT_MISSING,
@@ -204,9 +204,8 @@ class OpenAIBatches:
     def _translate(self, exc: Exception, what: str) -> ProviderError:
         """``translate``, with the key masked: some servers quote it back in a 401."""
         err = translate(exc, what)
-        if self._secret in err.message:
-            err.message = err.message.replace(self._secret, mask(self._secret))
-            err.args = (err.message,)
+        err.message = hide(err.message, self._secret)
+        err.args = (err.message,)
         return err
 
     def close(self) -> None:
