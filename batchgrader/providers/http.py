@@ -10,6 +10,7 @@ CPU-bound long before a 50 ms server is (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,6 +23,13 @@ from batchgrader.providers.base import Reply
 #: What a direct transport reads rate limits from: response headers to the names the
 #: direct executor knows (``x-ratelimit-remaining-requests``, ...).
 LimitReader = Callable[[httpx2.Headers], dict[str, str]]
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    """One for every client of the process (each chunk of a run makes its own clients):
+    loading the CA bundle takes ~35 ms."""
+    return httpx2.create_ssl_context()
 
 
 def retry_after(response: Any) -> float | None:
@@ -70,7 +78,6 @@ class JsonPoster:
         self._secret = secret
         self._limits = limits
         self._prefix = prefix
-        self._ssl: ssl.SSLContext | None = None  # one for every client: loading CAs is slow
         self._idle: list[httpx2.AsyncClient] = []
         self._made: list[httpx2.AsyncClient] = []
 
@@ -103,13 +110,11 @@ class JsonPoster:
         self._made.clear()
 
     def _client(self) -> httpx2.AsyncClient:
-        if self._ssl is None:
-            self._ssl = httpx2.create_ssl_context()
         client = httpx2.AsyncClient(
             base_url=self.base_url,
             headers=self._headers,
             timeout=self._timeout,
-            verify=self._ssl,
+            verify=_ssl_context(),
             limits=httpx2.Limits(max_connections=1, max_keepalive_connections=1),
         )
         self._made.append(client)
