@@ -250,6 +250,62 @@ def test_killed_run_resumes_without_sending_an_answered_row_again(
     assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
 
 
+def _wait_for_answers(home: Path, at_least: int) -> Path:
+    """The direct answers file of the one job under ``home``, once it holds ``at_least``."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = list((home / "data" / "jobs").glob("*/results/chunk-*.direct.jsonl"))
+        if found and found[0].read_bytes().count(b"\n") >= at_least:
+            return found[0]
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {at_least} answers after 60 s")
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "jobs cancel"])
+def test_a_stopped_run_keeps_its_answers_and_resume_sends_only_the_rest(
+    stop: str, fake_api: FakeBatchAPI, isolated_env: Path, home: Path, bg: Invoke
+) -> None:
+    """Ctrl-C, or `jobs cancel` from another process: sending stops, every answer that
+    arrived is kept, and `jobs resume` sends only the rows without one."""
+    fake_api.chat_latency = 0.05  # ~40 rows/s at 2: the run outlasts the stop (checked each 1 s)
+    texts = _texts(200)
+    src = _csv(isolated_env, texts)
+    env = {
+        **os.environ,
+        "OPENAI_API_KEY": FAKE_KEY,
+        "OPENAI_BASE_URL": fake_api.base_url,
+        "BATCHGRADER_HOME": str(home),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchgrader", "grade", str(src), "--mode", "direct",
+         "--concurrency", "2"],
+        cwd=isolated_env, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    answers = _wait_for_answers(home, 40)
+    job_id = answers.parents[1].name
+    if stop == "ctrl-c":
+        proc.send_signal(signal.SIGINT)
+    else:
+        cancelled = bg("jobs", "cancel", job_id)
+        assert cancelled.exit_code == 0, cancelled.output
+    _, err = proc.communicate(timeout=60)
+    if stop == "ctrl-c":
+        assert proc.returncode == 130, err
+    else:
+        assert proc.returncode == 1, err
+        assert "was cancelled: sending stopped" in " ".join(err.split())
+    durable = {json.loads(line)["custom_id"] for line in answers.read_text().splitlines() if line}
+    before = _sent(fake_api)
+    assert len(durable) >= 40 and sum(before.values()) < len(texts)  # it stopped sending
+    resumed = bg("jobs", "resume", job_id)
+    assert resumed.exit_code == 0, resumed.output
+    after = _sent(fake_api)
+    for cid in durable:
+        text = USER + texts[int(cid.removeprefix("row-"))]
+        assert after[text] == before[text] == 1, cid
+    assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+
+
 def test_claude_direct_through_the_messages_api(
     bg: Invoke, fake_anthropic: FakeAnthropicAPI, isolated_env: Path, home: Path
 ) -> None:

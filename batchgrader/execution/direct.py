@@ -167,6 +167,7 @@ class DirectExecutor:
                 await requests.take(1)
                 await tokens.take(per_row_tokens + self.spec.options.max_tokens)
                 self._check_budget(state, worst)
+                self._check_cancelled(state)
                 if state.stop is not None:
                     return
                 state.in_flight += 1
@@ -265,6 +266,11 @@ class DirectExecutor:
                 hint="Raise --max-cost and run the same command again: only the rows "
                 "without an answer are sent.",
             )
+
+    def _check_cancelled(self, state: DirectChunk) -> None:
+        """Stop sending once the job is cancelled, at most a second after."""
+        if state.stop is not None:
+            return
         now = time.monotonic()
         if now - self._cancel_checked > 1.0:  # `jobs cancel` from another process
             self._cancel_checked = now
