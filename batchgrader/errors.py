@@ -207,6 +207,16 @@ class BatchApiMissing(ProviderError):
     exit_code = 2
     code = "no_batch_api"
 
+    def __init__(self, server: str, route: str, status: int) -> None:
+        super().__init__(
+            f"{server}{route} answered HTTP {status}: this server has no Batch API.",
+            hint="Grade with --mode direct (bounded concurrent calls), or --mode auto.",
+        )
+        #: The server's base URL, and the route and status that showed it.
+        self.server = server
+        self.route = route
+        self.status = status
+
 
 class QuotaExhausted(ProviderError):
     """The account has no quota or credits left; retrying cannot help."""

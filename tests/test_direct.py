@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -22,7 +23,10 @@ import pytest
 from typer.testing import Result
 
 from batchgrader import paths
+from batchgrader.cli._run import _where
 from batchgrader.ledger.store import Ledger
+from batchgrader.providers.registry import provider_for
+from batchgrader.settings.loading import load_settings
 from tests.anthropic_cli import MODEL as ANTHROPIC_MODEL
 from tests.anthropic_cli import assert_scores
 from tests.anthropic_cli import texts as anthropic_texts
@@ -98,7 +102,13 @@ def test_auto_switches_to_direct_without_a_batch_api(
     src = _csv(isolated_env, texts)
     result = bg("grade", src)
     assert result.exit_code == 0, result.output
-    assert "has no Batch API: grading directly" in result.stderr
+    status = 405 if style == "method" else 404
+    said = " ".join(result.stderr.split())
+    assert f"{fake_api.base_url}: requests are being made." in said  # not "OpenAI"
+    assert (
+        f"{fake_api.base_url} has no Batch API (/files answered HTTP {status}): grading "
+        "directly, 16 requests at a time (--mode auto)."
+    ) in said
     assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
     assert fake_api.batches_created == 0
     assert set(_sent(fake_api).values()) == {1}
@@ -324,3 +334,67 @@ def test_claude_direct_through_the_messages_api(
     assert {(e.provider, e.executor, e.tier) for e in events} == {
         ("anthropic", "direct", "standard")
     }
+
+
+@pytest.mark.parametrize(
+    ("provider", "base_url", "where"),
+    [
+        ("openai", None, "OpenAI"),
+        ("anthropic", None, "Anthropic"),
+        ("openai", "http://localhost:8000/v1/", "http://localhost:8000/v1"),
+        ("openai", "http://localhost:11434/v1", "http://localhost:11434/v1"),
+    ],
+)
+def test_the_first_request_line_names_the_server(
+    provider: str,
+    base_url: str | None,
+    where: str,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ "OpenAI: requests are being made." only when they go to OpenAI: a local server
+    (vLLM, Ollama) is named by its URL."""
+    for name in ("OPENAI_BASE_URL", "ANTHROPIC_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    if base_url:
+        monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+    settings = load_settings().settings
+    assert _where(provider_for(settings, provider)) == where
+
+
+def _readme_local_commands() -> list[tuple[dict[str, str], list[str]]]:
+    """The README's local-server commands: their environment and their arguments."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    text = readme.replace("\\\n", " ")
+    commands = []
+    for line in text.splitlines():
+        if line.startswith("OPENAI_BASE_URL=http://localhost"):
+            words = shlex.split(line)
+            env = dict(w.split("=", 1) for w in words if "=" in w and not w.startswith("-"))
+            commands.append((env, words[len(env) :]))
+    return commands
+
+
+@pytest.mark.parametrize("command", _readme_local_commands(), ids=["ollama", "vllm"])
+def test_the_readmes_local_server_commands_grade_as_written(
+    command: tuple[dict[str, str], list[str]],
+    bg: Invoke,
+    fake_api: FakeBatchAPI,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ollama's and vLLM's command, against a server like theirs (chat, no Batch API)."""
+    env, args = command
+    assert args[:3] == ["batchgrader", "grade", "data.csv"]
+    model = args[args.index("--model") + 1]
+    fake_api.no_batch_api = "detail"  # FastAPI's 404 (vLLM); Ollama's is plain text
+    fake_api.extra_models = {model}
+    monkeypatch.setenv("OPENAI_API_KEY", env["OPENAI_API_KEY"])
+    texts = _texts(5)
+    _csv(isolated_env, texts, name="data.csv")
+    result = bg(*args[1:])
+    assert result.exit_code == 0, result.output
+    assert "has no Batch API" in result.stderr
+    out = _out(isolated_env, "data.graded.csv")
+    assert out["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+    assert {c.payload["model"] for c in fake_api.calls if c.route == "chat"} == {model}

@@ -69,7 +69,7 @@ def session(
             say=app.note,
             confirm=_confirm if _interactive() else None,
             on_first_request=lambda: app.note(
-                f"[bold]{_API.get(spec.provider.name, 'Requests')}: requests are being made.[/]"
+                f"[bold]{_where(spec.provider)}: requests are being made.[/]"
             ),
         ) as opened,
     ):
@@ -80,7 +80,14 @@ def session(
         yield opened
 
 
-_API = {"openai": "OpenAI", "anthropic": "Anthropic"}
+#: The services by their API's host; any other server is named by its URL.
+_SERVICES = {"api.openai.com": "OpenAI", "api.anthropic.com": "Anthropic"}
+
+
+def _where(provider: Provider) -> str:
+    """Who the requests go to: "OpenAI", "Anthropic", or a server's URL (vLLM, Ollama...)."""
+    base_url = provider.account().base_url
+    return _SERVICES.get(urlparse(base_url).hostname or "", base_url.rstrip("/"))
 
 
 def _interactive() -> bool:

@@ -221,6 +221,7 @@ class Dispatch:
                     intent_at=None,
                 )
         s.say(
-            f"{exc.message.split(':')[0]} has no Batch API: grading directly, "
-            f"{s.settings.run.direct_concurrency} requests at a time (--mode auto)."
+            f"{exc.server} has no Batch API ({exc.route} answered HTTP {exc.status}): "
+            f"grading directly, {s.settings.run.direct_concurrency} requests at a time "
+            "(--mode auto)."
         )

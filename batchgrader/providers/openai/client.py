@@ -228,11 +228,7 @@ class OpenAIBatches:
         if isinstance(exc, openai.APIStatusError) and exc.status_code in (404, 405):
             if exc.status_code == 404 and route == "/batches" and _mentions_file(exc):
                 return  # an unknown input file id: a real answer of a real Batch API
-            raise BatchApiMissing(
-                f"{self.base_url.rstrip('/')}{route} answered HTTP {exc.status_code}: "
-                "this server has no Batch API.",
-                hint="Grade with --mode direct (bounded concurrent calls), or --mode auto.",
-            ) from None
+            raise BatchApiMissing(self.base_url.rstrip("/"), route, exc.status_code) from None
 
     def create(
         self, request_file: Path, prepared: str | None, endpoint: str, tag: BatchTag
