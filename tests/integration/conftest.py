@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,16 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def llama_stack(_fake_server: FakeBatchAPI) -> Iterator[LlamaStack]:
     """The llama-stack server of this session, stopped and its folder removed at the end."""
+    yield from _serve(_fake_server, llama_stack_server.RUN_CONFIG)
+
+
+@pytest.fixture(scope="session")
+def llama_stack_without_batches(_fake_server: FakeBatchAPI) -> Iterator[LlamaStack]:
+    """A llama-stack server with chat completions and no Batch API (as vLLM, Ollama)."""
+    yield from _serve(_fake_server, llama_stack_server.INFERENCE_ONLY_CONFIG)
+
+
+def _serve(fake: FakeBatchAPI, config: Path) -> Iterator[LlamaStack]:
     if not llama_stack_server.installed():
         reason = (
             f"llama-stack is not installed at {llama_stack_server.venv_location()} "
@@ -41,7 +52,7 @@ def llama_stack(_fake_server: FakeBatchAPI) -> Iterator[LlamaStack]:
             pytest.fail(f"{REQUIRE_VARIABLE}=1 but {reason}", pytrace=False)
         pytest.skip(reason)
     try:
-        server = llama_stack_server.start(_fake_server.base_url)
+        server = llama_stack_server.start(fake.base_url, config)
     except llama_stack_server.StartError as exc:
         pytest.fail(str(exc), pytrace=False)
     try:
@@ -62,13 +73,24 @@ def llama_api(
     return llama_stack
 
 
+@pytest.fixture
+def llama_chat_only_api(
+    fake_api: FakeBatchAPI, llama_stack_without_batches: LlamaStack, monkeypatch: pytest.MonkeyPatch
+) -> LlamaStack:
+    """batchgrader pointed at the llama-stack without a Batch API (the fake behind it reset)."""
+    monkeypatch.setenv("OPENAI_BASE_URL", llama_stack_without_batches.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    return llama_stack_without_batches
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Attach the end of the server's log to a failed test that used it."""
     report = yield
-    server = getattr(item, "funcargs", {}).get("llama_stack")
-    if report.failed and isinstance(server, LlamaStack):
-        report.sections.append(("llama-stack log (end)", server.log_tail()))
+    for name in ("llama_stack", "llama_stack_without_batches"):
+        server = getattr(item, "funcargs", {}).get(name)
+        if report.failed and isinstance(server, LlamaStack):
+            report.sections.append((f"{name} log (end)", server.log_tail()))
     return report

@@ -5,6 +5,7 @@ The server runs from its own venv (Python >= 3.12, made by ``.ci/llama_stack.sh`
 ``llama_stack/run.yaml`` beside this file: its ``/v1/chat/completions`` goes to a fake OpenAI
 server, its ``/v1/files`` and ``/v1/batches`` are llama-stack's own, its SQLite stores and
 files live in a temporary folder, and it listens on a free loopback port.
+``llama_stack/run-inference.yaml`` is the same server without files and batches.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import httpx2
 
 ROOT = Path(__file__).resolve().parents[2]
 RUN_CONFIG = Path(__file__).resolve().parent / "llama_stack" / "run.yaml"
+#: The same server without files and batches (a server with no Batch API, as vLLM).
+INFERENCE_ONLY_CONFIG = RUN_CONFIG.with_name("run-inference.yaml")
 DEFAULT_VENV = ROOT / ".ci" / "venvs" / "llama-stack"
 VENV_VARIABLE = "BATCHGRADER_LLAMA_STACK_VENV"
 #: The id a client sends. llama-stack 0.7.3 names a registered model
@@ -125,12 +128,12 @@ def _wait_ready(server: LlamaStack, deadline: float) -> str | None:
     return f"{problem} within {START_TIMEOUT_SECONDS:.0f} s"
 
 
-def start(upstream_url: str) -> LlamaStack:
+def start(upstream_url: str, config: Path = RUN_CONFIG) -> LlamaStack:
     """Start llama-stack with its inference sent to ``upstream_url``; wait until it is ready."""
     state = Path(tempfile.mkdtemp(prefix="llama-stack-"))
     port = _free_port()
     llama = venv_location() / "bin" / "llama"
-    command = [str(llama), "stack", "run", str(RUN_CONFIG), "--port", str(port)]
+    command = [str(llama), "stack", "run", str(config), "--port", str(port)]
     with (state / "server.log").open("wb") as log:
         process = subprocess.Popen(
             command,

@@ -4,6 +4,10 @@ batchgrader talks to llama-stack's own ``/v1/files`` and ``/v1/batches`` over HT
 openai SDK; llama-stack runs each request through its remote::openai provider, which is the
 test's fake chat endpoint, so every score and token is known in advance.
 
+Direct mode calls its ``/v1/chat/completions``; a second llama-stack with no files or
+batches APIs (``run-inference.yaml``) answers the Batch API as vLLM does, with FastAPI's
+404, for ``--mode auto``.
+
 What llama-stack does differently from OpenAI (docs/servers/llama-stack.md): model ids are
 ``openai/<model>``; a success line's ``response.body`` is a JSON *string*; an error line is
 ``{"id", "custom_id", "error": {"type": "request_failed", "message"}}`` with no ``response``.
@@ -137,3 +141,70 @@ def test_request_error_names_llama_stacks_error_type(
     assert [scores[i] for i in others] == [judge_score(USER + texts[i]) for i in others]
     summary = _summary(result)
     assert (summary["graded"], summary["failed"]) == (len(texts) - 1, 1)
+
+
+def test_direct_mode_through_llama_stacks_chat_completions(
+    bg: Invoke, llama_api: LlamaStack, fake_api: FakeBatchAPI, isolated_env: Path, home: Path
+) -> None:
+    """--mode direct: each row one call to llama-stack's /v1/chat/completions, at most
+    --concurrency at once; scores and usage as llama-stack reports them; no batch made."""
+    fake_api.chat_latency = 0.05
+    batches_before = _batch_count(llama_api)
+    texts = _texts(30)
+    frame = pl.DataFrame({"id": list(range(len(texts))), "response": texts})
+    src = write_table(isolated_env / "d.csv", frame)
+    result = bg("grade", src, "--model", MODEL, "--mode", "direct", "--concurrency", "4", "--json")
+    assert result.exit_code == 0, result.output
+    out = _graded(isolated_env)
+    assert out["llm_error"].null_count() == len(texts), out["llm_error"].drop_nulls()[:3]
+    assert out["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+    chats = _upstream_chats(fake_api)
+    assert len(chats) == len(texts)
+    assert 1 < fake_api.max_chat_in_flight <= 4
+    events = _events(home)
+    assert {e.executor for e in events} == {"direct"}
+    assert sum(e.requests_completed for e in events) == len(texts)
+    input_tokens = sum(count_prompt_tokens(body) for body in chats)
+    assert sum(e.input_tokens for e in events) == input_tokens == _summary(result)["input_tokens"]
+    assert _batch_count(llama_api) == batches_before
+
+
+def _batch_count(server: LlamaStack) -> int:
+    with httpx2.Client(base_url=server.base_url, timeout=10) as client:
+        return len(client.get("/batches", params={"limit": 100}).json()["data"])
+
+
+def test_auto_mode_grades_directly_on_a_server_without_a_batch_api(
+    bg: Invoke,
+    llama_chat_only_api: LlamaStack,
+    fake_api: FakeBatchAPI,
+    isolated_env: Path,
+    home: Path,
+) -> None:
+    """A real server whose /v1/files answers FastAPI's 404 (as vLLM's does): the default
+    --mode auto says so in one line and grades every row directly, once."""
+    texts = _texts(12)
+    frame = pl.DataFrame({"id": list(range(len(texts))), "response": texts})
+    src = write_table(isolated_env / "d.csv", frame)
+    result = bg("grade", src, "--model", MODEL)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert (
+        f"{llama_chat_only_api.base_url} has no Batch API (/files answered HTTP 404): "
+        "grading directly"
+    ) in said
+    assert _graded(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+    assert len(_upstream_chats(fake_api)) == len(texts)
+    assert {e.executor for e in _events(home)} == {"direct"}
+
+
+def test_batch_mode_on_a_server_without_a_batch_api_is_refused(
+    bg: Invoke, llama_chat_only_api: LlamaStack, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """--mode batch there: exit 2, the fix named, no row sent."""
+    frame = pl.DataFrame({"id": [0, 1], "response": _texts(2)})
+    src = write_table(isolated_env / "d.csv", frame)
+    result = bg("grade", src, "--model", MODEL, "--mode", "batch")
+    assert result.exit_code == 2, result.output
+    assert "--mode direct" in result.stderr
+    assert _upstream_chats(fake_api) == []
