@@ -30,7 +30,7 @@ from batchgrader.render.config import paths_table, settings_table
 from batchgrader.render.costs import costs_table
 from batchgrader.render.fit import FitTable
 from batchgrader.render.jobs import clean_report, forgotten_limits, job_detail_table, jobs_table
-from batchgrader.render.planning import count_table, dry_run_table, split_table
+from batchgrader.render.planning import count_table, dry_run_table, estimate_line, split_table
 from batchgrader.render.summary import summary_table
 from batchgrader.settings.loading import load_settings
 
@@ -367,3 +367,41 @@ def test_plain_lines_keep_each_row_on_one_line() -> None:
     (line,) = [row for row in text.splitlines() if JOB in row]
     for value in ("answers_01.csv", "gpt-4.1-mini-2025-04-14", "12/236", "11,783,456", "2h03m"):
         assert value in line
+
+
+@pytest.mark.parametrize(
+    ("mode", "tier", "said"),
+    [
+        (
+            "auto",
+            None,
+            "Estimated cost at Batch API rates: $1,234.57 expected, $1,247.07 worst case "
+            "(synchronous: $2,469.14)",
+        ),
+        (
+            "direct",
+            None,
+            "Estimated cost of direct calls at synchronous rates: $2,469.14 expected, "
+            "$2,494.14 worst case (Batch API: $1,234.57)",
+        ),
+        (
+            "direct",
+            "flex",
+            "Estimated cost of flex calls at Batch API rates: $1,234.57 expected, "
+            "$1,247.07 worst case (synchronous: $2,469.14)",
+        ),
+        (
+            "batch",
+            "flex",
+            "Estimated cost at Batch API rates: $1,234.57 expected, $1,247.07 worst case "
+            "(synchronous: $2,469.14)",
+        ),
+    ],
+)
+def test_the_estimate_leads_with_the_rates_the_run_pays(
+    mode: str, tier: str | None, said: str
+) -> None:
+    """A direct run is priced at synchronous rates, Batch API's beside (what batching
+    would save); batches and flex calls at Batch API rates, synchronous beside."""
+    report = dry_run().model_copy(update={"mode": mode, "service_tier": tier})
+    assert " ".join(draw(estimate_line(report), 200).split()) == said

@@ -230,6 +230,16 @@ class DryRun(BaseModel):
     #: ``exact``, or ``approximate ±x%`` for a provider without an offline tokenizer (a
     #: dry run counts offline; chunk tokens are then the upper bound).
     input_tokens_label: str = "exact"
+    #: How the run would send: ``batch``, ``direct`` or ``auto`` (``run.mode``), and
+    #: ``request.service_tier``: what the estimate leads with (direct standard calls at
+    #: synchronous rates, the rest at Batch API rates).
+    mode: str = "auto"
+    service_tier: str | None = None
+
+    @property
+    def synchronous(self) -> bool:
+        """The run's calls are billed at synchronous rates (direct, not flex)."""
+        return self.mode == "direct" and self.service_tier != "flex"
 
 
 def dry_run(paths: list[Path], spec: RequestSpec, settings: Settings) -> DryRun:
@@ -275,4 +285,6 @@ def dry_run(paths: list[Path], spec: RequestSpec, settings: Settings) -> DryRun:
         estimate=estimate,
         expected_output_tokens=expected,
         input_tokens_label=", ".join(sorted(labels)) if labels else "exact",
+        mode=settings.run.mode,
+        service_tier=spec.options.service_tier,
     )

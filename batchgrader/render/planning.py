@@ -114,7 +114,6 @@ def dry_run_table(report: DryRun) -> Group:
                 c.file,
             )
         parts.append(table)
-    e = report.estimate
     if report.input_tokens_label != "exact":
         parts.append(
             Text(
@@ -123,15 +122,29 @@ def dry_run_table(report: DryRun) -> Group:
                 style="dim",
             )
         )
-    parts.append(
-        Text.assemble(
-            ("Estimated cost at Batch API rates: ", "bold"),
-            f"{money(e.total_expected if e else None)} expected, ",
-            f"{money(e.total_worst if e else None)} worst case ",
-            (f"(synchronous: {money(e.sync_total_expected if e else None)})", "dim"),
-        )
-    )
+    parts.append(estimate_line(report))
     return Group(*parts)
+
+
+def estimate_line(report: DryRun) -> Text:
+    """The cost at the rates the run would pay, the other mode's beside it: direct calls
+    at synchronous rates (Batch API beside: what batching would save), batches and flex
+    at Batch API rates (synchronous beside)."""
+    e = report.estimate
+    if report.synchronous:
+        head, other = "of direct calls at synchronous rates", "Batch API"
+        figures = (e.sync_total_expected, e.sync_total_worst, e.total_expected) if e else None
+    else:
+        flex = report.mode == "direct" and report.service_tier == "flex"
+        head = "of flex calls at Batch API rates" if flex else "at Batch API rates"
+        other = "synchronous"
+        figures = (e.total_expected, e.total_worst, e.sync_total_expected) if e else None
+    expected, worst, beside = figures or (None, None, None)
+    return Text.assemble(
+        (f"Estimated cost {head}: ", "bold"),
+        f"{money(expected)} expected, {money(worst)} worst case ",
+        (f"({other}: {money(beside)})", "dim"),
+    )
 
 
 def split_table(report: SplitReport) -> Group:
