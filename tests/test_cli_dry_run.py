@@ -251,8 +251,11 @@ class TestPlanOutput:
             "estimate",
             "expected_output_tokens",
             "input_tokens_label",
+            "mode",
+            "service_tier",
         }
         assert report["input_tokens_label"] == "exact"
+        assert (report["mode"], report["service_tier"]) == ("auto", None)
         (plan,) = report["plans"]
         assert set(plan) == {
             "input",
