@@ -93,18 +93,26 @@ class DirectChunk:
                 group.append(self.queue.get_nowait())
             self.handle.write(b"".join(line for line, _, _ in group))
             self.handle.flush()
-            await asyncio.to_thread(os.fsync, self.handle.fileno())
-            for _, _, answer in group:
-                self.usage = self.usage + answer.usage
-                if answer.error is None:
-                    self.done += 1
-                else:
-                    self.failed += 1
-            self.on_written(self)
+            try:
+                await asyncio.to_thread(os.fsync, self.handle.fileno())
+            finally:
+                # In the file now (Ctrl-C during the fsync included: the re-run reads them
+                # as answered), so in the tallies and the ledger too, or they were paid
+                # for and not counted.
+                self._tally([answer for _, _, answer in group])
             for _, future, _ in group:
                 if not future.done():
                     future.set_result(None)
             self.on_released(self)
+
+    def _tally(self, answers: list[Answer]) -> None:
+        for answer in answers:
+            self.usage = self.usage + answer.usage
+            if answer.error is None:
+                self.done += 1
+            else:
+                self.failed += 1
+        self.on_written(self)
 
     def close(self) -> None:
         self.handle.close()
