@@ -298,6 +298,7 @@ def test_a_stopped_run_keeps_its_answers_and_resume_sends_only_the_rest(
     else:
         cancelled = bg("jobs", "cancel", job_id)
         assert cancelled.exit_code == 0, cancelled.output
+        assert "stops within a second" in " ".join(cancelled.stderr.split())
     _, err = proc.communicate(timeout=60)
     if stop == "ctrl-c":
         assert proc.returncode == 130, err
@@ -307,6 +308,10 @@ def test_a_stopped_run_keeps_its_answers_and_resume_sends_only_the_rest(
     durable = {json.loads(line)["custom_id"] for line in answers.read_text().splitlines() if line}
     before = _sent(fake_api)
     assert len(durable) >= 40 and sum(before.values()) < len(texts)  # it stopped sending
+    shown = bg("jobs", "show", job_id, "--json")
+    (chunk,) = json.loads(shown.stdout)["chunks"]
+    assert (chunk["mode"], chunk["batch_id"]) == ("direct", None)
+    assert (chunk["completed"], chunk["failed"]) == (len(durable), 0)
     resumed = bg("jobs", "resume", job_id)
     assert resumed.exit_code == 0, resumed.output
     after = _sent(fake_api)

@@ -180,6 +180,7 @@ def job_detail() -> JobDetail:
         requests=50_000,
         tokens=9_876_543,
         status="in_progress",
+        mode="batch",
         batch_id=BATCH,
         completed=49_990,
         failed=10,

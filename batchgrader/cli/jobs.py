@@ -122,6 +122,7 @@ def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -
     from batchgrader.execution.maintenance import (
         cancel_job,
     )
+    from batchgrader.ledger.records import ChunkMode
     from batchgrader.planning.spec import spec_of_job
     from batchgrader.render.jobs import job_detail_table
 
@@ -140,10 +141,17 @@ def cancel(ctx: typer.Context, job_id: JobId, json_output: JsonOption = False) -
                 app.note(f"batch {info.id}: {info.status}")
         finally:
             transport.close()
-        app.note(
-            f"Cancelled. 'batchgrader jobs resume {job.id}' collects what the batches "
-            "finished and writes the graded file."
-        )
+        if any(c.mode is ChunkMode.DIRECT for c in ledger.chunks(job.id)):
+            app.note(
+                f"Cancelled: a run sending its rows directly stops within a second, its "
+                f"answers kept. 'batchgrader jobs resume {job.id}' sends the rest and "
+                "writes the graded file."
+            )
+        else:
+            app.note(
+                f"Cancelled. 'batchgrader jobs resume {job.id}' collects what the batches "
+                "finished and writes the graded file."
+            )
         app.emit(job_detail(ledger, find_job(ledger, job_id)), job_detail_table)
 
 

@@ -8,6 +8,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel
 
+from batchgrader.execution.answers import usage_id
+from batchgrader.ledger.records import ChunkMode
 from batchgrader.ledger.store import JobRow, Ledger
 
 
@@ -37,6 +39,8 @@ class ChunkLine(BaseModel):
     requests: int
     tokens: int
     status: str
+    #: ``batch``, ``direct`` (rows sent one by one) or ``reused`` (answers paid before).
+    mode: str
     batch_id: str | None
     completed: int
     failed: int
@@ -78,10 +82,17 @@ def job_list(ledger: Ledger, *, include_finished: bool) -> JobList:
 
 
 def job_detail(ledger: Ledger, job: JobRow) -> JobDetail:
+    """The job and its chunks with the counts so far: a batch's as the provider last
+    reported them, a direct chunk's answers as they are made durable (its usage event)."""
     batches = {b["id"]: b for b in ledger.batches(job.id)}
+    answered = {e.batch_id: e for e in ledger.usage_events(job_id=job.id)}
     lines = []
     for c in ledger.chunks(job.id):
         batch = batches.get(c.batch_id or "")
+        completed, failed = (batch["completed"], batch["failed"]) if batch else (0, 0)
+        direct = answered.get(usage_id(job.id, c.idx)) if c.mode is ChunkMode.DIRECT else None
+        if direct is not None:
+            completed, failed = direct.requests_completed, direct.requests_failed
         lines.append(
             ChunkLine(
                 chunk=c.idx + 1,
@@ -90,9 +101,10 @@ def job_detail(ledger: Ledger, job: JobRow) -> JobDetail:
                 requests=c.requests,
                 tokens=c.tokens,
                 status=batch["status"] if batch and c.status == "submitted" else c.status,
+                mode=c.mode,
                 batch_id=c.batch_id,
-                completed=batch["completed"] if batch else 0,
-                failed=batch["failed"] if batch else 0,
+                completed=completed,
+                failed=failed,
                 error=c.error,
             )
         )

@@ -63,7 +63,7 @@ def job_detail_table(report: JobDetail) -> RenderableType:
             f"{c.requests:,}",
             f"{c.tokens:,}",
             c.status,
-            c.batch_id or "-",
+            c.batch_id or ("-" if c.mode == "batch" else c.mode),
             f"{c.completed:,}",
             f"{c.failed:,}",
             c.error or "",
