@@ -161,4 +161,16 @@ def test_direct_chunks_show_flight_rate_and_eta() -> None:
     clock.t += 60
     board.handle(event(0, "running", **(running | {"completed": 900}), **rates))
     assert "ETA 2s" in out.getvalue().splitlines()[-1]
-    assert "direct: 16 in flight" in " ".join(draw(board.table(), 120).split())
+    drawn = " ".join(draw(board.table(), 120).split())
+    assert "direct: 16 in flight" in drawn
+    assert drawn.startswith("Direct calls: answers_01.csv")  # not "Batches"
+    assert "900 of 11,783,456 requests done, 0 failed; spent so far $0.00" in drawn
+
+
+def test_a_board_of_batches_and_direct_calls_is_of_chunks() -> None:
+    """A pilot or a deadline's tail mixes the two: the board names neither alone."""
+    board = board_of(Console(file=io.StringIO(), force_terminal=False), Clock())
+    board.handle(event(0, "in_progress"))
+    assert draw(board.table(), 80).startswith("Batches: answers_01.csv")
+    board.handle(event(1, "running", batch_id=None, mode="direct"))
+    assert draw(board.table(), 80).startswith("Chunks: answers_01.csv")

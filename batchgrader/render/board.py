@@ -199,10 +199,17 @@ class RunBoard:
         spent = sum((Decimal(e.cost) for e in events if e.cost is not None), Decimal(0))
         files = list(self._first_seen)
         several = len(files) > 1
-        title = "Batches" + ("" if several or not files else f": {name(files[0])}")
+        modes = {e.mode for e in events}
+        # Chunks: batches and direct calls in one run (a pilot, a deadline's tail).
+        what = (
+            "Direct calls" if modes == {"direct"} else "Batches" if modes <= {"batch"} else "Chunks"
+        )
+        title = what + ("" if several or not files else f": {name(files[0])}")
+        # A batch's spend is known once collected; a direct call's as it is answered.
+        spent_so_far = "collected so far" if what == "Batches" else "spent so far"
         caption = Text(
             f"{done:,} of {total:,} requests done, {failed:,} failed; "
-            f"collected so far {money(spent)}",
+            f"{spent_so_far} {money(spent)}",
         )
         direct = [e for e in events if e.mode == "direct" and e.status == "running"]
         captions: list[Text] = [caption]
