@@ -138,6 +138,31 @@ def test_rate_limits_slow_the_run_and_every_row_is_answered_once(
     assert len(answered) == len(texts)
 
 
+@pytest.mark.parametrize(("at_once", "most_refused"), [(1, 0), (4, 3)])
+def test_rate_limit_headers_pace_the_run(
+    at_once: int, most_refused: int, bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """OpenAI's x-ratelimit-* headers, with no Retry-After: an answer that uses the limit
+    up holds the next requests until the reset it names (one at a time: no request is
+    refused), and a request refused over the limit waits until then (never refused twice).
+    4 at once with 3 allowed a window: 1 refused in the first window, then at most 1 a
+    window (2 at once) in the two others."""
+    fake_api.chat_rpm, fake_api.chat_window = 3, 1.0
+    texts = _texts(7)
+    result = bg(
+        "grade", _csv(isolated_env, texts), "--mode", "direct", "--concurrency", str(at_once)
+    )
+    assert result.exit_code == 0, result.output
+    assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+    refused: Counter[str] = Counter()
+    for call in fake_api.calls:
+        if call.route == "chat" and call.status == 429:
+            refused[call.payload["messages"][-1]["content"]] += 1
+    assert fake_api.rate_limited == sum(refused.values()) <= most_refused
+    assert max(refused.values(), default=0) <= 1
+    assert "rate limit used up: paused" in result.stderr
+
+
 def test_server_errors_and_timeouts_are_retried(
     bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

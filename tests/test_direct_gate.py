@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 from typing import Literal
 
-from batchgrader.execution.pacing import Gate
+import pytest
+
+from batchgrader.execution.pacing import Gate, reset_seconds
 
 
 class _CountingCondition(asyncio.Condition):
@@ -81,3 +83,22 @@ def test_a_woken_row_cancelled_passes_its_wake_up_on() -> None:
         assert gate.active == 1
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "250ms"}, 0.25),
+        ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "8.64s"}, 8.64),
+        ({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "6m0s"}, 360.0),
+        ({"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "1h2m3.5s"}, 3723.5),
+        ({"x-ratelimit-remaining-requests": "2", "x-ratelimit-reset-requests": "1s"}, None),
+        ({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_a_used_up_limit_says_when_it_resets(
+    headers: dict[str, str], seconds: float | None
+) -> None:
+    """OpenAI's reset durations (Anthropic's are mapped to them), only for a limit at 0."""
+    assert reset_seconds(headers) == seconds

@@ -1348,3 +1348,27 @@ def test_refusal_and_truncation_markers(
 
 
 _MARKED = [("refuse", "say something awful [[refuse]]"), ("cut", "go on forever [[truncate]]")]
+
+
+def test_direct_chat_reports_and_enforces_its_rate_limits(
+    client: OpenAI, fake: FakeBatchAPI
+) -> None:
+    """As OpenAI: x-ratelimit-* on every answer; over the requests a window allows, a 429
+    rate_limit_exceeded without Retry-After, its reset in the headers and the message."""
+    fake.chat_rpm, fake.chat_window = 2, 30.0
+    messages: Any = [{"role": "user", "content": "Rate this."}]
+    seen = []
+    for _ in range(2):
+        raw = client.chat.completions.with_raw_response.create(model=MODEL, messages=messages)
+        seen.append(raw.headers)
+    assert [h["x-ratelimit-remaining-requests"] for h in seen] == ["1", "0"]
+    assert all(h["x-ratelimit-limit-requests"] == "2" for h in seen)
+    assert re.fullmatch(r"\d+(\.\d+)?s", seen[1]["x-ratelimit-reset-requests"])
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.chat.completions.create(model=MODEL, messages=messages)
+    error = refused.value
+    assert error.code == "rate_limit_exceeded" and error.type == "requests"
+    assert "retry-after" not in error.response.headers
+    assert error.response.headers["x-ratelimit-remaining-requests"] == "0"
+    assert "on requests per min (RPM): Limit 2, Used 2, Requested 1" in error.message
+    assert fake.rate_limited == 1

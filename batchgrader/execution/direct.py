@@ -214,6 +214,10 @@ class DirectExecutor:
             if reply.status:
                 self.policy.contacted = True
             if 200 <= reply.status < 300:
+                used_up = reset_seconds(reply.limits)
+                if used_up:  # the last request the limit allows: wait for its reset
+                    gate.pause(min(used_up, 600.0), "rate limit used up")
+                    self.emit(state, force=True, limited=gate.state)
                 return reply
             if state.stop is not None:
                 return None  # not final: the row is sent again when the run resumes

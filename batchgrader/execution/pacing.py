@@ -53,10 +53,16 @@ class Gate:
             self._cond.notify(1)
 
     def throttled(self, wait: float, why: str) -> None:
+        """A limit was exceeded (429): half as many at once, none sent for ``wait`` s."""
         self.limit = max(1, self.limit // 2)
         self.pause_until = max(self.pause_until, time.monotonic() + wait)
         self.successes = 0
-        self.state = f"{why}: {self.limit} at once, paused {wait:.0f}s"
+        self.state = f"{why}: {self.limit} at once, paused {_seconds(wait)}"
+
+    def pause(self, wait: float, why: str) -> None:
+        """A limit is used up, not exceeded: none sent for ``wait`` s, as many at once."""
+        self.pause_until = max(self.pause_until, time.monotonic() + wait)
+        self.state = f"{why}: paused {_seconds(wait)}"
 
     async def succeeded(self) -> None:
         self.successes += 1
@@ -101,6 +107,10 @@ def quota_exhausted(body: Any) -> bool:
     if not isinstance(error, dict):
         return False
     return error.get("code") in QUOTA_CODES or error.get("type") in QUOTA_CODES
+
+
+def _seconds(wait: float) -> str:
+    return f"{wait:.1f}s" if wait < 10 else f"{wait:.0f}s"
 
 
 def reset_seconds(limits: dict[str, str] | Any) -> float | None:

@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections import Counter, deque
 from collections.abc import Callable
@@ -44,7 +46,7 @@ from tests.fakes.batch_state import (
     missing_parameter,
     token_limit_message,
 )
-from tests.fakes.judge import CHAT_ENDPOINT, api_error_body
+from tests.fakes.judge import CHAT_ENDPOINT, api_error_body, count_prompt_tokens
 from tests.fakes.validation import is_known_model
 
 FILE_PURPOSES = ("assistants", "batch", "batch_output", "fine-tune", "vision", "user_data", "evals")
@@ -138,6 +140,17 @@ class _Fault:
     kind: str
     remaining: int
     opts: dict[str, Any]
+
+
+def _reset_text(seconds: float) -> str:
+    """A duration as OpenAI's reset headers write it: ``250ms``, ``8.64s``, ``6m0s``."""
+    seconds = max(0.0, seconds)  # rounded up: a client waiting that long finds it reset
+    if seconds < 1:
+        return f"{max(1, math.ceil(seconds * 1000))}ms"
+    if seconds < 60:
+        return f"{math.ceil(seconds * 100) / 100:g}s"
+    minutes, rest = divmod(math.ceil(seconds), 60)
+    return f"{minutes}m{rest}s"
 
 
 def _no_batch_api(style: str, request: _Request) -> _Response:
@@ -276,6 +289,16 @@ class FakeBatchAPI(BatchStore):
             self.chat_in_flight = 0
             self.max_chat_in_flight = 0
             self.connections_opened = 0  # TCP connections accepted (keep-alive reuse shows)
+            # The chat route's rate limits, as OpenAI reports them on every answer
+            # (x-ratelimit-{limit,remaining,reset}-{requests,tokens}): at most ``chat_rpm``
+            # requests and ``chat_tpm`` prompt tokens a window of ``chat_window`` seconds
+            # (a minute; tests shrink it). Over them: OpenAI's 429 "Rate limit reached",
+            # without Retry-After (the reset headers say when).
+            self.chat_rpm = 30_000
+            self.chat_tpm = 150_000_000
+            self.chat_window = 60.0
+            self._window = (0.0, 0, 0)  # start (monotonic), requests, tokens
+            self.rate_limited = 0  # chat requests refused over the limits
             # A server without a Batch API (vLLM, Ollama, llama.cpp): its files and batches
             # routes answer 404 with a JSON error ("json"), FastAPI's {"detail": ...}
             # ("detail") or plain text ("text"), or 405 ("method").
@@ -590,7 +613,47 @@ class FakeBatchAPI(BatchStore):
             raise ApiError(404, message, code="model_not_found")
         if payload.get("stream"):
             raise ApiError(400, "The fake does not stream.", param="stream")
+        refusal, headers = self._rate_limit(model, count_prompt_tokens(payload))
+        if refusal is not None:
+            return _Response.of_json(429, refusal, headers)
         executed = self.execute(
             CHAT_ENDPOINT, payload, failure=None, response_id=f"{next(self._ids):06d}"
         )
-        return _Response.of_json(executed.status_code, executed.body)
+        return _Response.of_json(executed.status_code, executed.body, headers)
+
+    def _rate_limit(self, model: str, tokens: int) -> tuple[dict[str, Any] | None, dict[str, str]]:
+        """Count one chat request against the window: the 429 body if it is over a
+        limit (None if not), and the x-ratelimit-* headers either way."""
+        with self._lock:
+            now = time.monotonic()
+            start, used, used_tokens = self._window
+            if now >= start + self.chat_window:
+                start, used, used_tokens = now, 0, 0
+            over = None
+            if used + 1 > self.chat_rpm:
+                over = ("requests per min (RPM)", self.chat_rpm, used, 1)
+            elif used_tokens + tokens > self.chat_tpm:
+                over = ("tokens per min (TPM)", self.chat_tpm, used_tokens, tokens)
+            else:
+                used, used_tokens = used + 1, used_tokens + tokens
+            self._window = (start, used, used_tokens)
+            reset = _reset_text(start + self.chat_window - now)
+            headers = {
+                "x-ratelimit-limit-requests": str(self.chat_rpm),
+                "x-ratelimit-limit-tokens": str(self.chat_tpm),
+                "x-ratelimit-remaining-requests": str(self.chat_rpm - used),
+                "x-ratelimit-remaining-tokens": str(self.chat_tpm - used_tokens),
+                "x-ratelimit-reset-requests": reset,
+                "x-ratelimit-reset-tokens": reset,
+            }
+            if over is None:
+                return None, headers
+            self.rate_limited += 1
+        what, limit, now_used, asked = over
+        message = (
+            f"Rate limit reached for {model} in organization org-fake on {what}: Limit "
+            f"{limit}, Used {now_used}, Requested {asked}. Please try again in {reset}. Visit "
+            "https://platform.openai.com/account/rate-limits to learn more."
+        )
+        kind = "requests" if what.startswith("requests") else "tokens"
+        return api_error_body(message, kind, None, "rate_limit_exceeded"), headers
