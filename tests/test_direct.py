@@ -366,6 +366,21 @@ def test_claude_direct_through_the_messages_api(
     }
 
 
+def test_claude_direct_waits_for_anthropics_rate_limit_reset(
+    bg: Invoke, fake_anthropic: FakeAnthropicAPI, isolated_env: Path
+) -> None:
+    """anthropic-ratelimit-requests-remaining at 0: the next request waits for the RFC 3339
+    reset beside it, so none is refused."""
+    fake_anthropic.messages_rpm, fake_anthropic.messages_window = 3, 1
+    rows = anthropic_texts(7)
+    src = anthropic_input(isolated_env, rows)
+    result = bg("grade", src, "--model", ANTHROPIC_MODEL, "--mode", "direct", "--concurrency", "1")
+    assert result.exit_code == 0, result.output
+    assert_scores(_out(isolated_env), rows)
+    assert fake_anthropic.rate_limited == 0
+    assert "rate limit used up: paused" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("provider", "base_url", "where"),
     [

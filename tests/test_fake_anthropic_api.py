@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
 import anthropic
@@ -1056,3 +1056,25 @@ def test_reset(client: Anthropic, fake: FakeAnthropicAPI) -> None:
     assert "claude-test-9" not in fake.models
     assert client.messages.batches.list().data == []
     assert [call.route for call in fake.calls] == ["list"]
+
+
+def test_messages_report_and_enforce_the_requests_limit(
+    client: Anthropic, fake: FakeAnthropicAPI
+) -> None:
+    """As Anthropic: anthropic-ratelimit-requests-* on every answer (the reset an RFC 3339
+    time); over the limit, 429 rate_limit_error with retry-after."""
+    fake.messages_rpm, fake.messages_window = 2, 3600  # hours: no window ends mid-test
+    seen = [
+        client.messages.with_raw_response.create(**params("Rate this.")).headers for _ in range(2)
+    ]
+    assert [h["anthropic-ratelimit-requests-remaining"] for h in seen] == ["1", "0"]
+    assert all(h["anthropic-ratelimit-requests-limit"] == "2" for h in seen)
+    reset = datetime.fromisoformat(seen[1]["anthropic-ratelimit-requests-reset"])
+    assert 0 < (reset - datetime.now(UTC)).total_seconds() <= 3600
+    with pytest.raises(anthropic.RateLimitError) as refused:
+        client.messages.create(**params("Rate this."))
+    response = refused.value.response
+    assert response.json()["error"]["type"] == "rate_limit_error"
+    assert 1 <= int(response.headers["retry-after"]) <= 3600
+    assert response.headers["anthropic-ratelimit-requests-remaining"] == "0"
+    assert fake.rate_limited == 1

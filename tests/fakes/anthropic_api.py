@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 import socket
 import sys
 import threading
+import time
 import traceback
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -236,6 +239,15 @@ class FakeAnthropicAPI(AnthropicStore):
             self.in_flight_messages = 0
             self.max_concurrent_messages = 0  # peak of /v1/messages requests seen at once
             self._gate.set()
+            # The Messages API's requests limit, reported on every answer as Anthropic
+            # does (anthropic-ratelimit-requests-{limit,remaining,reset}, the reset an
+            # RFC 3339 time): ``messages_rpm`` requests a window of ``messages_window``
+            # seconds, windows aligned to the clock (a minute; tests shrink it). Over it:
+            # 429 rate_limit_error with retry-after.
+            self.messages_rpm = 4_000
+            self.messages_window = 60
+            self._window = (0.0, 0)  # start (epoch seconds), requests
+            self.rate_limited = 0  # messages refused over the limit
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -447,12 +459,46 @@ class FakeAnthropicAPI(AnthropicStore):
                 request.released.wait(self.messages_latency)
             if self._stale(request):
                 return _Response(0, delivery="reset")
-            return self._handle(route, request)
+            refused, limits = self._rate_limit()
+            response = refused or self._handle(route, request)
+            response.headers.update(limits)
+            return response
         finally:
             with self._flight:
                 if not self._stale(request):
                     self.in_flight_messages -= 1
                 self._flight.notify_all()
+
+    def _rate_limit(self) -> tuple[_Response | None, dict[str, str]]:
+        """Count one Messages request against its window: the 429 if it is over the
+        limit (None if not), and the rate-limit headers either way."""
+        with self._flight:
+            now = time.time()
+            start = math.floor(now / self.messages_window) * self.messages_window
+            begun, used = self._window
+            if start != begun:
+                used = 0
+            over = used >= self.messages_rpm
+            used += not over
+            self._window = (start, used)
+            self.rate_limited += over
+        end = start + self.messages_window
+        headers = {
+            "anthropic-ratelimit-requests-limit": str(self.messages_rpm),
+            "anthropic-ratelimit-requests-remaining": str(self.messages_rpm - used),
+            "anthropic-ratelimit-requests-reset": datetime.fromtimestamp(end, UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ"
+            ),
+        }
+        if not over:
+            return None, headers
+        message = (
+            f"This request would exceed the rate limit for your organization of "
+            f"{self.messages_rpm} requests per minute. For details, refer to: "
+            "https://docs.claude.com/en/api/rate-limits."
+        )
+        wait = {"retry-after": str(max(1, math.ceil(end - now)))}
+        return self._error(ApiError("rate_limit_error", message, 429), wait), headers
 
     def _stale(self, request: _Request) -> bool:
         """True for a request that arrived before the last ``reset()`` (or ``stop()``)."""
