@@ -6,8 +6,8 @@ default). The fake is the test suite's (``tests/fakes/batch_api.py``: real HTTP 
 batches) with ``chat_latency`` seconds per answer, run **in a process of its own**
 (``bench_direct.py --serve-fake``): in the client's process it would share the GIL
 with the client under test, and serving one answer costs it about as much CPU as
-sending one costs the floor. Its listen backlog is raised from socketserver's 5 to
-``BACKLOG``: with 64 connections opened at once, a backlog of 5 overflows and the
+sending one costs the floor. Its listen backlog is a real server's (``BACKLOG``), not
+socketserver's 5: with 64 connections opened at once, a backlog of 5 overflows and the
 dropped connections stall for a SYN retransmit (1 s and more) or are reset.
 
 For each repetition, as fresh subprocesses against a fresh fake, in rotation:
@@ -75,7 +75,7 @@ RESULTS = HERE / "results"
 REPRODUCE = "uv run python benchmarks/bench_direct.py"
 TOOLS = ("batchgrader", "floor")
 PYCACHE = Path(tempfile.gettempdir()) / "bench-direct-pycache"
-BACKLOG = 1024  # the fake's listen backlog (socketserver's default is 5)
+BACKLOG = batch_api._Server.request_queue_size  # the fake's listen backlog (a real server's)
 WARM_UP_ROWS = 200
 
 TARGET_VS_FLOOR = 0.8  # batchgrader's rows/s, at least this times the floor's
@@ -125,7 +125,6 @@ class LatencyFake(FakeBatchAPI):
 
 def serve_fake(latency: float) -> None:
     """``--serve-fake``: print the base URL, answer ``report`` lines, stop at end of input."""
-    batch_api._Server.request_queue_size = BACKLOG  # this process serves nothing else
     with LatencyFake() as fake:
         fake.chat_latency = latency
         print(json.dumps({"base_url": fake.base_url}), flush=True)

@@ -242,6 +242,12 @@ class DirectExecutor:
             transient = reply.status in (0, 408, 409) or reply.status >= 500
             if transient and attempts < self.settings.api.max_retries:
                 attempts += 1
+                log.info(
+                    "Retrying a request (try %d of %d): %s",
+                    attempts + 1,
+                    self.settings.api.max_retries + 1,
+                    reply.error or f"HTTP {reply.status}",
+                )
                 if reply.status == 0 and reply.sent:
                     self.possibly_executed += 1  # it may have run (and been billed)
                 await asyncio.sleep(self.policy.backoff(attempts))

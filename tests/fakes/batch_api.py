@@ -247,6 +247,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # A real server's listen backlog (uvicorn 2048, nginx 511), not socketserver's 5: with
+    # more connections opened at once than that, Linux stalls them for a SYN retransmit
+    # (1 s) or resets them, which no real service does to a client opening 64.
+    request_queue_size = 1024
 
     def __init__(self, fake: FakeBatchAPI) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
