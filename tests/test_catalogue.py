@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from batchgrader.prompting import catalogue
-from batchgrader.prompting.catalogue import ModelInfo, lookup, normalise, pricing_keys
+from batchgrader.prompting.catalogue import ModelInfo, lookup, models, normalise, pricing_keys
+from tests.fakes.models import rules_for as fake_rules
 
 RESPONSES_ONLY = [
     "gpt-5-pro",
@@ -200,6 +201,12 @@ class TestRules:
         assert lookup("gpt-5-mini").flex
         assert not lookup("gpt-4.1").flex
         assert not lookup("claude-opus-4-5").flex
+
+    def test_flex_agrees_with_the_fake(self) -> None:
+        """batchgrader refuses --service-tier flex for a known model without it, and the
+        fake refuses it at the same models: the two lists must not drift apart."""
+        openai_models = [m for m in models() if lookup(m).provider == "openai"]
+        assert [m for m in openai_models if lookup(m).flex != fake_rules(m).flex] == []
 
 
 class TestClaude:

@@ -233,6 +233,39 @@ def test_flex_tier_is_sent_and_priced_at_batch_rates(
     assert event.tier == "flex"
 
 
+@pytest.mark.parametrize(
+    ("model", "tier", "said"),
+    [
+        ("gpt-4.1-mini", "flex", "gpt-4.1-mini does not offer flex processing"),
+        (ANTHROPIC_MODEL, "flex", "--service-tier flex is OpenAI's: Anthropic's API has no"),
+        ("gpt-5-mini", "priority", "Priority processing is billed above the standard rates"),
+    ],
+)
+@pytest.mark.parametrize("mode", ["direct", "batch"])
+def test_a_tier_the_model_lacks_or_that_has_no_price_is_refused_before_sending(
+    model: str,
+    tier: str,
+    said: str,
+    mode: str,
+    bg: Invoke,
+    fake_api: FakeBatchAPI,
+    fake_anthropic: FakeAnthropicAPI,
+    isolated_env: Path,
+    home: Path,
+) -> None:
+    """Flex on a model without it (every row would be refused), any tier on Claude (not
+    sent, yet priced at Batch rates), priority (billed above the prices batchgrader has):
+    exit 2, nothing sent, no job."""
+    result = bg(
+        "grade", _csv(isolated_env, _texts(3)), "--model", model, "--mode", mode,
+        "--service-tier", tier,
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.stderr.split())
+    assert fake_api.calls == [] and fake_anthropic.calls == []
+    assert not (home / "data" / "jobs").exists() or not any((home / "data" / "jobs").iterdir())
+
+
 def test_insufficient_quota_stops_at_once(
     bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
 ) -> None:

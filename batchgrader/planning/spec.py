@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from batchgrader.data.formats import Format
 from batchgrader.errors import UsageError
 from batchgrader.money.pricing import Price, PriceTable
-from batchgrader.prompting import rules
+from batchgrader.prompting import catalogue, rules
 from batchgrader.prompting.answers import answer_instruction
 from batchgrader.prompting.options import AnswerMode, RequestOptions
 from batchgrader.prompting.prompts import Prompt, Scale, Template, load_prompt
@@ -144,6 +144,7 @@ def request_spec(
     provider = provider_for(settings)
     endpoint, why = provider.endpoint(req.model, model, req.endpoint)
     notes.extend([why] if why else [])
+    _check_tier(req.model, model, provider.name, req.service_tier)
     mode = _answer_mode(prompt, req.structured_output, model)
     instruction = answer_instruction(prompt, mode)
     if instruction is not None:
@@ -251,6 +252,32 @@ def _spec(
         context_window=window,
         notes=tuple(notes),
     )
+
+
+def _check_tier(name: str, model: rules.ModelRules, provider: str, tier: str | None) -> None:
+    """A service tier the provider would refuse, or bill at rates batchgrader has no
+    price for, is refused before anything is sent."""
+    if tier is None:
+        return
+    if provider != "openai":
+        raise UsageError(
+            f"--service-tier {tier} is OpenAI's: {provider.capitalize()}'s API has no such tier.",
+            hint="Drop --service-tier (request.service_tier).",
+        )
+    if tier == "priority":
+        raise UsageError(
+            "Priority processing is billed above the standard rates, and batchgrader has no "
+            "price for it: its spend would be recorded too low.",
+            hint="Drop --service-tier, or use flex (Batch API rates, answered synchronously).",
+        )
+    if tier == "flex" and model.known and not model.flex:
+        offered = [m for m in catalogue.models() if catalogue.lookup(m).flex]
+        among = ", ".join(offered[-2:] + offered[:3])  # o3, o4-mini, gpt-5, ...
+        raise UsageError(
+            f"{name} does not offer flex processing: OpenAI would refuse every row.",
+            hint=f"Use a model that does ({among}, ...: the flex column of models.csv), "
+            "or drop --service-tier.",
+        )
 
 
 def _check_room(name: str, model: rules.ModelRules, max_tokens: int) -> None:

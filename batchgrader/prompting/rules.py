@@ -79,6 +79,7 @@ class ModelRules:
     max_output: int | None
     encoding: str | None
     known: bool
+    flex: bool = False  # OpenAI flex processing (service_tier "flex")
 
 
 def of(model: str) -> ModelRules:
@@ -97,6 +98,7 @@ def of(model: str) -> ModelRules:
         max_output=info.max_output,
         encoding=info.encoding,
         known=info.known,
+        flex=info.flex,
     )
 
 

@@ -46,6 +46,10 @@ Sources (public; "[U]" marks a choice no source confirmed):
 - Flex (``service_tier: "flex"``): o3, o4-mini, then the gpt-5 families (OpenAI flex
   processing guide, developers.openai.com/api/docs/guides/flex-processing; github.com/
   vercel/ai PR 7892; github.com/openai/codex issue 31562 for gpt-5.5/5.6); GPT-6 [U].
+  Where genai-prices prices a model's flex tier (batchgrader's models.csv), it has one:
+  gpt-5.4-pro, gpt-5.5-pro and gpt-6-astra too; gpt-5.2-pro and gpt-5.3 have no flex price
+  and no flex.
+  tests/test_catalogue.py keeps the two lists equal.
 """
 
 from __future__ import annotations
@@ -141,8 +145,12 @@ FAMILIES: tuple[tuple[re.Pattern[str], ModelRules], ...] = tuple(
         (r"o3-mini", _reasoning("o3-mini", O_SERIES_EFFORTS)),
         (r"gpt-5-pro", _reasoning("gpt-5-pro", ("high",), "high", apis=frozenset({RESPONSES}))),
         (
-            r"gpt-5\.\d+-pro",
+            r"gpt-5\.[0-3]-pro",
             _reasoning("gpt-5.x-pro", PRO_EFFORTS, "high", apis=frozenset({RESPONSES})),
+        ),
+        (
+            r"gpt-5\.\d+-pro",
+            _reasoning("gpt-5.x-pro", PRO_EFFORTS, "high", apis=frozenset({RESPONSES}), flex=True),
         ),
         (
             r"gpt-5(\.\d+)?-codex(-\w+)?|codex-mini-latest",
@@ -151,11 +159,12 @@ FAMILIES: tuple[tuple[re.Pattern[str], ModelRules], ...] = tuple(
         (r"gpt-5(\.\d+)?-chat-latest", ModelRules("gpt-5-chat")),
         (r"gpt-5(-mini|-nano)?", _reasoning("gpt-5", GPT5_EFFORTS, flex=True)),
         (r"gpt-5\.1(-mini)?", _reasoning("gpt-5.1", GPT51_EFFORTS, "none", flex=True)),
+        (r"gpt-5\.3", _reasoning("gpt-5.3", GPT52_EFFORTS, "none")),  # no flex price
         (
             r"gpt-5\.[2-5](-mini|-nano)?",
             _reasoning("gpt-5.2..5.5", GPT52_EFFORTS, "none", flex=True),
         ),
-        (r"gpt-6(\.\d+)?-astra|gpt-6\.2-sol", _reasoning("gpt-6-astra", LOW_TO_MAX)),
+        (r"gpt-6(\.\d+)?-astra|gpt-6\.2-sol", _reasoning("gpt-6-astra", LOW_TO_MAX, flex=True)),
         # gpt-5.6-*, gpt-6-sol/-luna, gpt-6.1-* and later gpt-5.x / gpt-6.x names.
         (r"gpt-[56](\.\d+)?(-[a-z]+)?", _reasoning("gpt-5.6 / gpt-6", NONE_TO_MAX, flex=True)),
         (r"gpt-4\.5-preview|gpt-4\.1(-mini|-nano)?|gpt-4o(-mini)?", ModelRules("gpt-4o / gpt-4.1")),
