@@ -399,6 +399,32 @@ def test_claude_direct_through_the_messages_api(
     }
 
 
+@pytest.mark.parametrize("style", ["detail", "text", "method"])
+def test_auto_grades_claude_directly_on_a_server_without_message_batches(
+    style: str, bg: Invoke, fake_anthropic: FakeAnthropicAPI, isolated_env: Path
+) -> None:
+    """A server that speaks only the Messages API (Ollama, vLLM, a proxy): its 404/405 on
+    the batch create switches --mode auto to direct calls, saying so; --mode batch is
+    exit 2 with nothing sent."""
+    fake_anthropic.messages_only = style
+    rows = anthropic_texts(6)
+    src = anthropic_input(isolated_env, rows)
+    refused = bg("grade", src, "--model", ANTHROPIC_MODEL, "--mode", "batch")
+    assert refused.exit_code == 2, refused.output
+    assert "--mode direct" in refused.stderr
+    result = bg("grade", src, "--model", ANTHROPIC_MODEL)
+    assert result.exit_code == 0, result.output
+    status = 405 if style == "method" else 404
+    said = " ".join(result.stderr.split())
+    assert (
+        f"{fake_anthropic.base_url} has no Batch API (/v1/messages/batches answered HTTP "
+        f"{status}): grading directly"
+    ) in said
+    assert_scores(_out(isolated_env), rows)
+    routes = Counter(c.route for c in fake_anthropic.calls if c.status == 200)
+    assert routes == {"messages": len(rows)}
+
+
 def test_claude_direct_waits_for_anthropics_rate_limit_reset(
     bg: Invoke, fake_anthropic: FakeAnthropicAPI, isolated_env: Path
 ) -> None:

@@ -18,6 +18,7 @@ import logging
 
 from batchgrader.errors import (
     AmbiguousBatch,
+    BatchApiMissing,
     EnqueuedTokenLimit,
     ProviderError,
     TransientApiError,
@@ -157,6 +158,11 @@ class BatchSubmitter:
                 info = self._create_once(job, chunk, files, tag)
                 if info is None:
                     return False
+        except BatchApiMissing:
+            # Answered: the server has no Batch API, so no batch was made. The intent is
+            # void (a later run must not look for the batch with a list the server lacks).
+            self.ledger.set_chunk(job.id, chunk.idx, status=ChunkStatus.PREPARED, intent_at=None)
+            raise
         except EnqueuedTokenLimit as exc:
             self._learn(exc.limit)
             if self._never_fits(job, chunk, n, exc.limit, None):

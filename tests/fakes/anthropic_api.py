@@ -118,6 +118,7 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     lines: list[str] | None = None  # a streamed JSONL body (results)
     delivery: str = "normal"  # "normal" | "reset" (no response) | "truncated" (cut short)
+    content_type: str = "application/json"
 
     @classmethod
     def of_json(cls, status: int, payload: Any, headers: dict[str, str] | None = None) -> _Response:
@@ -129,6 +130,15 @@ class _Fault:
     kind: str
     remaining: int
     opts: dict[str, Any]
+
+
+def _not_served(style: str) -> _Response:
+    """What a server without the route answers (``messages_only``)."""
+    if style == "method":
+        return _Response.of_json(405, {"detail": "Method Not Allowed"})
+    if style == "text":
+        return _Response(404, b"404 page not found\n", content_type="text/plain; charset=utf-8")
+    return _Response.of_json(404, {"detail": "Not Found"})
 
 
 def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
@@ -248,6 +258,10 @@ class FakeAnthropicAPI(AnthropicStore):
             # RFC 3339 time): ``messages_rpm`` requests a window of ``messages_window``
             # seconds, windows aligned to the clock (a minute; tests shrink it). Over it:
             # 429 rate_limit_error with retry-after.
+            # A server that speaks the Messages API and nothing else (Ollama, vLLM, a
+            # proxy): batches and count_tokens answer 404 as FastAPI does ("detail"), as
+            # Go's net/http does ("text", Ollama), or 405 ("method").
+            self.messages_only: str | None = None
             self.messages_rpm = 4_000
             self.messages_window = 60
             self._window = (0.0, 0)  # start (epoch seconds), requests
@@ -399,6 +413,8 @@ class FakeAnthropicAPI(AnthropicStore):
         self._send(handler, response)
 
     def _respond(self, route: str, request: _Request) -> _Response:
+        if self.messages_only is not None and route not in ("messages", "unknown"):
+            return _not_served(self.messages_only)
         denied = self._check_headers(route, request)
         if denied is not None:
             return denied
@@ -568,7 +584,7 @@ class FakeAnthropicAPI(AnthropicStore):
         if response.lines is not None:
             self._send_stream(handler, response.lines, truncated)
             return
-        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Type", response.content_type)
         handler.send_header("Content-Length", str(len(response.body) + (64 if truncated else 0)))
         if truncated:
             handler.send_header("Connection", "close")

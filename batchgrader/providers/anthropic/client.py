@@ -24,6 +24,7 @@ from anthropic.types import MessageTokensCount
 from anthropic.types.messages import MessageBatch
 
 from batchgrader.errors import (
+    BatchApiMissing,
     FileMissing,
     MissingApiKey,
     ProviderError,
@@ -204,6 +205,12 @@ class AnthropicBatches:
                 options={"headers": {"Content-Type": "application/json"}},
             )
         except (anthropic.AnthropicError, ValueError) as exc:
+            if isinstance(exc, anthropic.APIStatusError) and exc.status_code in (404, 405):
+                # A server that speaks the Messages API without Message Batches (Ollama,
+                # vLLM, a proxy): nothing was created; --mode auto calls it directly.
+                raise BatchApiMissing(
+                    self.base_url.rstrip("/"), "/v1/messages/batches", exc.status_code
+                ) from None
             raise self._client.translate(exc, "batch create") from None
         return info_of(batch)
 
