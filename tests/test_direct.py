@@ -163,6 +163,42 @@ def test_rate_limit_headers_pace_the_run(
     assert "rate limit used up: paused" in result.stderr
 
 
+def _most_in_a_second(fake: FakeBatchAPI) -> int:
+    """The most chat requests that arrived within any one second."""
+    times = sorted(c.at for c in fake.calls if c.route == "chat")
+    return max(sum(1 for t in times[i:] if t < start + 1.0) for i, start in enumerate(times))
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("BATCHGRADER_RUN__REQUESTS_PER_MINUTE", "480"),  # 8 a second
+        # ~8 a second: each request counts its input tokens and max_tokens_per_response.
+        ("BATCHGRADER_RUN__TOKENS_PER_MINUTE", str(8 * 60 * (64 + 27))),
+    ],
+)
+def test_requests_and_tokens_a_minute_pace_the_sending(
+    setting: str,
+    value: str,
+    bg: Invoke,
+    fake_api: FakeBatchAPI,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """run.requests_per_minute / run.tokens_per_minute: never more in a second than one
+    second's worth and the burst of one more (a minute's worth at once is refused by
+    providers that enforce per-minute limits per second); every row answered once."""
+    monkeypatch.setenv(setting, value)
+    texts = _texts(24)
+    result = bg(
+        "grade", _csv(isolated_env, texts), "--mode", "direct", "--concurrency", "16",
+        "--max-tokens", "64",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert set(_sent(fake_api).values()) == {1} and len(_sent(fake_api)) == len(texts)
+    assert _most_in_a_second(fake_api) <= 8 + 8
+
+
 def test_server_errors_and_timeouts_are_retried(
     bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

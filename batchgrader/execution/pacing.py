@@ -77,24 +77,32 @@ class Gate:
 
 @dataclass
 class Pace:
-    """Requests and tokens a minute, as token buckets (None: no pacing)."""
+    """At most ``per_minute`` requests (or tokens) a minute (None: no pacing).
+
+    A token bucket holding one second's worth, not a minute's: providers enforce their
+    per-minute limits over shorter periods (OpenAI: "60,000 requests/minute may be
+    enforced as 1,000 requests/second"), so a minute's worth sent at once is refused.
+    """
 
     per_minute: int | None
     tokens: float = 0.0
     stamp: float = field(default_factory=time.monotonic)
 
     def __post_init__(self) -> None:
-        self.tokens = float(self.per_minute or 0)
+        self.tokens = self._capacity(0.0)
+
+    def _capacity(self, amount: float) -> float:
+        """One second's worth, or one ``amount`` if that is more (it must fit)."""
+        return max(float(self.per_minute or 0) / 60, 1.0, amount)
 
     async def take(self, amount: float) -> None:
         if self.per_minute is None:
             return
         amount = min(amount, float(self.per_minute))
+        capacity = self._capacity(amount)
         while True:
             now = time.monotonic()
-            self.tokens = min(
-                float(self.per_minute), self.tokens + (now - self.stamp) * self.per_minute / 60
-            )
+            self.tokens = min(capacity, self.tokens + (now - self.stamp) * self.per_minute / 60)
             self.stamp = now
             if self.tokens >= amount:
                 self.tokens -= amount

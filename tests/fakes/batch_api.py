@@ -98,6 +98,7 @@ class Call(NamedTuple):
     route: str  # a ROUTES name, or "unknown"
     query: dict[str, str]
     payload: Any  # parsed JSON body; None when the body is not JSON
+    at: float = 0.0  # when it arrived (time.monotonic())
 
 
 @dataclass
@@ -108,6 +109,7 @@ class _Request:
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    received: float = field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         try:
@@ -430,7 +432,7 @@ class FakeBatchAPI(BatchStore):
             with self._lock:
                 self.calls.append(
                     Call(request.method, request.path, response.status, request.headers, route,
-                         request.query, None)
+                         request.query, None, request.received)
                 )  # fmt: skip
             self._send(handler, response)
             return
@@ -480,8 +482,9 @@ class FakeBatchAPI(BatchStore):
         payload = request.json() if "json" in request.headers.get("content-type", "") else None
         with self._lock:
             call = Call(
-                request.method, request.path, status, request.headers, route, request.query, payload
-            )
+                request.method, request.path, status, request.headers, route, request.query,
+                payload, request.received,
+            )  # fmt: skip
             self.calls.append(call)
         self._send(handler, response)
 
