@@ -211,7 +211,7 @@ def test_server_errors_and_timeouts_are_retried(
     result = bg("grade", _csv(isolated_env, texts), "--mode", "direct", "--concurrency", "2")
     assert result.exit_code == 0, result.output
     assert _out(isolated_env)["llm_error"].null_count() == len(texts)
-    assert "may have been billed" in result.stderr
+    assert "may have run and been billed" in " ".join(result.stderr.split())
 
 
 def test_client_errors_are_the_rows_errors_and_retry_failed_resends_only_them(
@@ -249,6 +249,32 @@ def test_budget_stops_sending_mid_run_and_a_rerun_sends_only_the_rest(
     assert done.exit_code == 0, done.output
     assert set(_sent(fake_api).values()) == {1}  # no answered row sent twice
     assert _out(isolated_env)["llm_error"].null_count() == len(texts)
+
+
+def test_a_request_that_may_have_run_counts_at_its_worst_against_the_budget(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """Two requests run by the server whose connections then dropped (usage unknown)
+    count at their worst case: under the same --max-cost the run answers fewer rows than
+    one without drops, and the stop says why."""
+
+    def answered_under_the_cap(name: str) -> tuple[int, str]:
+        texts = [f"{t} ({name})" for t in _texts(30)]
+        before = fake_api.request_count("chat")
+        result = bg(
+            "grade", _csv(isolated_env, texts, f"{name}.csv"), "--mode", "direct",
+            "--concurrency", "1", "--max-cost", "0.0013", "--yes",
+        )  # fmt: skip
+        assert result.exit_code == 1, result.output
+        ok = [c for c in fake_api.calls[before:] if c.route == "chat" and c.status == 200]
+        return len(ok), " ".join(result.stderr.split())
+
+    plain, _ = answered_under_the_cap("plain")
+    fake_api.inject_fault("chat", "reset", times=2, after_effect=True)
+    dropped, said = answered_under_the_cap("dropped")
+    assert dropped < plain - 1
+    assert "for 2 request(s) whose connection dropped (usage unknown)" in said
+    assert "2 request(s) lost their connection after being sent" in said
 
 
 def test_flex_tier_is_sent_and_priced_at_batch_rates(

@@ -112,7 +112,8 @@ class DirectExecutor:
             if self.possibly_executed:
                 self.say(
                     f"{self.possibly_executed:,} request(s) lost their connection after "
-                    "being sent and were sent again: their first try may have been billed."
+                    "being sent: they may have run and been billed, their usage unknown "
+                    "(budgets counted each at its worst case)."
                 )
                 self.possibly_executed = 0
         return self.ledger.chunks(job.id)
@@ -213,6 +214,9 @@ class DirectExecutor:
                 return None
             if reply.status:
                 self.policy.contacted = True
+            elif reply.sent:  # it may have run and been billed: its usage is unknown
+                state.dropped += 1
+                self.possibly_executed += 1
             if 200 <= reply.status < 300:
                 used_up = reset_seconds(reply.limits)
                 if used_up:  # the last request the limit allows: wait for its reset
@@ -248,8 +252,6 @@ class DirectExecutor:
                     self.settings.api.max_retries + 1,
                     reply.error or f"HTTP {reply.status}",
                 )
-                if reply.status == 0 and reply.sent:
-                    self.possibly_executed += 1  # it may have run (and been billed)
                 await asyncio.sleep(self.policy.backoff(attempts))
                 continue
             return reply  # a 4xx, or a failure that outlasted the retries: the row's error
@@ -267,12 +269,20 @@ class DirectExecutor:
         """Stop sending before spent + in flight + this request could pass the cap."""
         if self.cap is None or state.stop is not None:
             return
-        committed = self.spent + state.spent_now + state.in_flight_worst + worst
+        unknown = state.dropped * worst  # requests that may have run: at their worst
+        committed = self.spent + state.spent_now + state.in_flight_worst + unknown + worst
         if committed > self.cap:
+            dropped = (
+                f", ${unknown:.6f} at worst for {state.dropped:,} request(s) whose connection "
+                "dropped (usage unknown)"
+                if state.dropped
+                else ""
+            )
             state.stop = BudgetStop(
                 f"Stopped sending: the next request could bring this run past "
                 f"budget.max_cost_usd (${self.cap}): ${self.spent + state.spent_now:.6f} spent, "
-                f"${state.in_flight_worst:.6f} in flight at worst. Rows answered so far are kept.",
+                f"${state.in_flight_worst:.6f} in flight at worst{dropped}. Rows answered so "
+                "far are kept.",
                 hint="Raise --max-cost and run the same command again: only the rows "
                 "without an answer are sent.",
             )
@@ -299,7 +309,7 @@ class DirectExecutor:
         if spent is not None:
             state.spent_now = spent - state.base_cost
         self.ledger.upsert_usage(state.usage_event(self.identity, self.tier, spent))
-        remaining = max(0, state.chunk.requests - state.done - state.failed)
+        remaining = max(0, state.chunk.requests - state.done - state.failed) + state.dropped
         per_row = -(-state.chunk.tokens // max(state.chunk.requests, 1))
         worst = Usage(
             input_tokens=remaining * per_row,

@@ -64,6 +64,9 @@ class DirectChunk:
         self.failed = 0
         self.in_flight = 0
         self.in_flight_worst = Decimal(0)
+        #: Requests whose connection dropped after they were sent: they may have run and
+        #: been billed, their usage unknown. Budgets count each at its worst case.
+        self.dropped = 0
         self.spent_now = Decimal(0)
         self.stop: BaseException | None = None
         self.started = time.monotonic()
