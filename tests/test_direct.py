@@ -232,6 +232,23 @@ def test_client_errors_are_the_rows_errors_and_retry_failed_resends_only_them(
     assert sum(_sent(fake_api).values()) == len(texts) + 1
 
 
+@pytest.mark.parametrize(
+    ("model", "args"),
+    [("gpt-4.1-mini", ("--endpoint", "/v1/responses")), ("gpt-5-pro", ())],
+)
+def test_direct_mode_on_the_responses_api(
+    model: str, args: tuple[str, ...], bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
+) -> None:
+    """--endpoint /v1/responses, or a model served only there: each row one synchronous
+    Responses call, read as in a batch."""
+    texts = _texts(5)
+    result = bg("grade", _csv(isolated_env, texts), "--mode", "direct", "--model", model, *args)
+    assert result.exit_code == 0, result.output
+    assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+    routes = Counter(c.route for c in fake_api.calls)
+    assert routes == {"responses": len(texts)}
+
+
 def test_budget_stops_sending_mid_run_and_a_rerun_sends_only_the_rest(
     bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
 ) -> None:

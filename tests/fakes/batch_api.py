@@ -46,7 +46,12 @@ from tests.fakes.batch_state import (
     missing_parameter,
     token_limit_message,
 )
-from tests.fakes.judge import CHAT_ENDPOINT, api_error_body, count_prompt_tokens
+from tests.fakes.judge import (
+    CHAT_ENDPOINT,
+    RESPONSES_ENDPOINT,
+    api_error_body,
+    count_prompt_tokens,
+)
 from tests.fakes.validation import is_known_model
 
 FILE_PURPOSES = ("assistants", "batch", "batch_output", "fine-tune", "vision", "user_data", "evals")
@@ -66,6 +71,7 @@ ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
         ("GET", r"/v1/batches/(?P<id>[^/]+)", "retrieve"),
         ("POST", r"/v1/batches/(?P<id>[^/]+)/cancel", "cancel"),
         ("POST", r"/v1/chat/completions", "chat"),
+        ("POST", r"/v1/responses", "responses"),
     )
 )
 ROUTE_NAMES = frozenset(name for _, _, name in ROUTES)
@@ -295,7 +301,7 @@ class FakeBatchAPI(BatchStore):
             self.chat_in_flight = 0
             self.max_chat_in_flight = 0
             self.connections_opened = 0  # TCP connections accepted (keep-alive reuse shows)
-            # The chat route's rate limits, as OpenAI reports them on every answer
+            # The direct routes' rate limits, as OpenAI reports them on every answer
             # (x-ratelimit-{limit,remaining,reset}-{requests,tokens}): at most ``chat_rpm``
             # requests and ``chat_tpm`` prompt tokens a window of ``chat_window`` seconds
             # (a minute; tests shrink it). Over them: OpenAI's 429 "Rate limit reached",
@@ -427,7 +433,7 @@ class FakeBatchAPI(BatchStore):
             if match and method == request.method:
                 route, request.params = name, match.groupdict()
                 break
-        if self.no_batch_api is not None and route not in ("chat", "unknown"):
+        if self.no_batch_api is not None and route not in ("chat", "responses", "unknown"):
             response = _no_batch_api(self.no_batch_api, request)
             with self._lock:
                 self.calls.append(
@@ -436,7 +442,7 @@ class FakeBatchAPI(BatchStore):
                 )  # fmt: skip
             self._send(handler, response)
             return
-        if route == "chat":
+        if route in ("chat", "responses"):  # direct calls
             with self._lock:
                 self.chat_in_flight += 1
                 self.max_chat_in_flight = max(self.max_chat_in_flight, self.chat_in_flight)
@@ -499,7 +505,8 @@ class FakeBatchAPI(BatchStore):
             "list": self._list_batches,
             "retrieve": lambda r: _Response.of_json(200, self.poll(r.params["id"])),
             "cancel": lambda r: _Response.of_json(200, self.cancel(r.params["id"])),
-            "chat": self._chat,
+            "chat": lambda r: self._direct(CHAT_ENDPOINT, r),
+            "responses": lambda r: self._direct(RESPONSES_ENDPOINT, r),
         }
         try:
             with self._lock:
@@ -607,14 +614,16 @@ class FakeBatchAPI(BatchStore):
         limit = _int_query(request.query, "limit", 20, 100)
         return _Response.of_json(200, _page(self.newest_first(), request.query.get("after"), limit))
 
-    def _chat(self, request: _Request) -> _Response:
-        """Direct (synchronous) chat completion from the same judge, refused as in a batch."""
+    def _direct(self, endpoint: str, request: _Request) -> _Response:
+        """A direct (synchronous) chat completion or response from the same judge,
+        refused as in a batch."""
         payload = request.json_object()
         model = payload.get("model")
         if not isinstance(model, str):
             raise missing_parameter("model")
-        if "messages" not in payload:
-            raise missing_parameter("messages")
+        needed = "messages" if endpoint == CHAT_ENDPOINT else "input"
+        if needed not in payload:
+            raise missing_parameter(needed)
         if not is_known_model(model, self.extra_models):
             message = f"The model `{model}` does not exist or you do not have access to it."
             raise ApiError(404, message, code="model_not_found")
@@ -624,7 +633,7 @@ class FakeBatchAPI(BatchStore):
         if refusal is not None:
             return _Response.of_json(429, refusal, headers)
         executed = self.execute(
-            CHAT_ENDPOINT, payload, failure=None, response_id=f"{next(self._ids):06d}"
+            endpoint, payload, failure=None, response_id=f"{next(self._ids):06d}"
         )
         return _Response.of_json(executed.status_code, executed.body, headers)
 
