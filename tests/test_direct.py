@@ -356,45 +356,21 @@ def test_insufficient_quota_stops_at_once(
     assert fake_api.request_count("chat") <= 4
 
 
-def test_killed_run_resumes_without_sending_an_answered_row_again(
-    fake_api: FakeBatchAPI, isolated_env: Path, home: Path, bg: Invoke
-) -> None:
-    """kill -9 half-way: the re-run sends only rows without a durable answer."""
-    fake_api.chat_latency = 0.02
-    texts = _texts(200)
-    src = _csv(isolated_env, texts)
+def _grade_in_background(
+    fake: FakeBatchAPI, home: Path, src: Path, *, concurrency: int
+) -> subprocess.Popen[str]:
+    """``grade SRC --mode direct`` in a process of its own (to be killed or interrupted)."""
     env = {
         **os.environ,
         "OPENAI_API_KEY": FAKE_KEY,
-        "OPENAI_BASE_URL": fake_api.base_url,
+        "OPENAI_BASE_URL": fake.base_url,
         "BATCHGRADER_HOME": str(home),
     }
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "batchgrader", "grade", str(src), "--mode", "direct",
-         "--concurrency", "4"],
-        cwd=isolated_env, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+         "--concurrency", str(concurrency)],
+        cwd=src.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    answers = list((home / "data" / "jobs").glob("*/results/chunk-*.direct.jsonl"))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        answers = list((home / "data" / "jobs").glob("*/results/chunk-*.direct.jsonl"))
-        if answers and answers[0].read_bytes().count(b"\n") >= 40:
-            break
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    durable = {
-        json.loads(line)["custom_id"] for line in answers[0].read_text().splitlines() if line
-    }
-    assert 40 <= len(durable) < len(texts)
-    before = _sent(fake_api)
-    result = bg("grade", src, "--mode", "direct")
-    assert result.exit_code == 0, result.output
-    after = _sent(fake_api)
-    for cid in durable:
-        text = USER + texts[int(cid.removeprefix("row-"))]
-        assert after[text] == before[text] == 1, cid
-    assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
 
 
 def _wait_for_answers(home: Path, at_least: int) -> Path:
@@ -408,6 +384,29 @@ def _wait_for_answers(home: Path, at_least: int) -> Path:
     raise AssertionError(f"fewer than {at_least} answers after 60 s")
 
 
+def test_killed_run_resumes_without_sending_an_answered_row_again(
+    fake_api: FakeBatchAPI, isolated_env: Path, home: Path, bg: Invoke
+) -> None:
+    """kill -9 half-way: the re-run sends only rows without a durable answer."""
+    fake_api.chat_latency = 0.02
+    texts = _texts(200)
+    src = _csv(isolated_env, texts)
+    proc = _grade_in_background(fake_api, home, src, concurrency=4)
+    answers = _wait_for_answers(home, 40)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()  # reaped, its pipes closed
+    durable = {json.loads(line)["custom_id"] for line in answers.read_text().splitlines() if line}
+    assert 40 <= len(durable) < len(texts)
+    before = _sent(fake_api)
+    result = bg("grade", src, "--mode", "direct")
+    assert result.exit_code == 0, result.output
+    after = _sent(fake_api)
+    for cid in durable:
+        text = USER + texts[int(cid.removeprefix("row-"))]
+        assert after[text] == before[text] == 1, cid
+    assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+
+
 @pytest.mark.parametrize("stop", ["ctrl-c", "jobs cancel"])
 def test_a_stopped_run_keeps_its_answers_and_resume_sends_only_the_rest(
     stop: str, fake_api: FakeBatchAPI, isolated_env: Path, home: Path, bg: Invoke
@@ -417,17 +416,7 @@ def test_a_stopped_run_keeps_its_answers_and_resume_sends_only_the_rest(
     fake_api.chat_latency = 0.05  # ~40 rows/s at 2: the run outlasts the stop (checked each 1 s)
     texts = _texts(200)
     src = _csv(isolated_env, texts)
-    env = {
-        **os.environ,
-        "OPENAI_API_KEY": FAKE_KEY,
-        "OPENAI_BASE_URL": fake_api.base_url,
-        "BATCHGRADER_HOME": str(home),
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "batchgrader", "grade", str(src), "--mode", "direct",
-         "--concurrency", "2"],
-        cwd=isolated_env, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = _grade_in_background(fake_api, home, src, concurrency=2)
     answers = _wait_for_answers(home, 40)
     job_id = answers.parents[1].name
     if stop == "ctrl-c":
