@@ -102,3 +102,30 @@ def test_a_used_up_limit_says_when_it_resets(
 ) -> None:
     """OpenAI's reset durations (Anthropic's are mapped to them), only for a limit at 0."""
     assert reset_seconds(headers) == seconds
+
+
+def test_the_rate_limit_state_is_current() -> None:
+    """The board's rate-limit state says what holds the run now: narrowed, paused, or
+    nothing once the slots have grown back and the pause is over."""
+
+    async def scenario() -> list[str]:
+        gate = Gate(ceiling=4, limit=4)
+        seen = [gate.state]
+        gate.throttled(0.05, "rate limited")
+        seen.append(gate.state)
+        await asyncio.sleep(0.06)
+        seen.append(gate.state)
+        for _ in range(2 + 3):  # 2 successes grow 2 to 3, 3 more grow 3 to 4
+            await gate.succeeded()
+        seen.append(gate.state)
+        gate.pause(0.05, "rate limit used up")
+        seen.append(gate.state)
+        await asyncio.sleep(0.06)
+        seen.append(gate.state)
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen[0] == "" and seen[3] == "" and seen[5] == ""
+    assert seen[1].startswith("rate limited: 2 at once, paused 0.")
+    assert seen[2] == "rate limited: 2 at once"
+    assert seen[4].startswith("rate limit used up: paused 0.")

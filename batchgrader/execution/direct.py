@@ -152,7 +152,7 @@ class DirectExecutor:
         if self.tier is Tier.FLEX:
             timeout = max(timeout, FLEX_TIMEOUT_SECONDS)
         transport = self.transport_factory(timeout)
-        gate = Gate(ceiling=run.direct_concurrency, limit=run.direct_concurrency)
+        gate = state.gate = Gate(ceiling=run.direct_concurrency, limit=run.direct_concurrency)
         requests = Pace(run.requests_per_minute)
         tokens = Pace(run.tokens_per_minute)
         per_row_tokens = -(-state.chunk.tokens // max(state.chunk.requests, 1))
@@ -193,8 +193,6 @@ class DirectExecutor:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             await transport.aclose()
-        if gate.state:
-            log.info("Rate limits: %s", gate.state)
 
     async def _call(
         self, transport: DirectTransport, gate: Gate, state: DirectChunk, body: dict[str, Any]
@@ -221,7 +219,8 @@ class DirectExecutor:
                 used_up = reset_seconds(reply.limits)
                 if used_up:  # the last request the limit allows: wait for its reset
                     gate.pause(min(used_up, 600.0), "rate limit used up")
-                    self.emit(state, force=True, limited=gate.state)
+                    log.info("Rate limit: %s", gate.state)
+                    self.emit(state, force=True)
                 return reply
             if state.stop is not None:
                 return None  # not final: the row is sent again when the run resumes
@@ -240,7 +239,8 @@ class DirectExecutor:
                     or self.policy.backoff(rate_limited)
                 )
                 gate.throttled(min(wait, 600.0), "rate limited")
-                self.emit(state, force=True, limited=gate.state)
+                log.info("Rate limit: %s", gate.state)
+                self.emit(state, force=True)
                 await asyncio.sleep(min(wait, 600.0))
                 continue
             transient = reply.status in (0, 408, 409) or reply.status >= 500
@@ -332,9 +332,7 @@ class DirectExecutor:
 
     # --- events -----------------------------------------------------------------------
 
-    def emit(
-        self, state: DirectChunk, *, force: bool = False, status: str = "running", limited: str = ""
-    ) -> None:
+    def emit(self, state: DirectChunk, *, force: bool = False, status: str = "running") -> None:
         now = time.monotonic()
         if not force and now - state.last_event < EVENT_SECONDS:
             return
@@ -355,7 +353,7 @@ class DirectExecutor:
                 total=state.chunk.requests,
                 tokens=state.usage.total_tokens,
                 cost=str(spent) if spent is not None else None,
-                error=limited or None,
+                error=(state.gate.state if state.gate and status == "running" else "") or None,
                 mode="direct",
                 in_flight=state.in_flight,
                 rows_per_second=fresh / elapsed,

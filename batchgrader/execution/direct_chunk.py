@@ -21,6 +21,7 @@ from typing import IO
 
 from batchgrader.execution.answers import answer_of, answer_record, record_line, usage_id
 from batchgrader.execution.events import Identity
+from batchgrader.execution.pacing import Gate
 from batchgrader.ledger.records import ChunkRow, JobRow, UsageEvent
 from batchgrader.money.pricing import Tier, Usage
 from batchgrader.planning.spec import RequestSpec
@@ -67,6 +68,8 @@ class DirectChunk:
         #: Requests whose connection dropped after they were sent: they may have run and
         #: been billed, their usage unknown. Budgets count each at its worst case.
         self.dropped = 0
+        #: The concurrency gate while it sends (its rate-limit state is shown).
+        self.gate: Gate | None = None
         self.spent_now = Decimal(0)
         self.stop: BaseException | None = None
         self.started = time.monotonic()

@@ -23,8 +23,17 @@ class Gate:
     active: int = 0
     pause_until: float = 0.0
     successes: int = 0
-    state: str = ""
+    why: str = ""  # what last narrowed or paused it
     _cond: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    @property
+    def state(self) -> str:
+        """``rate limited: 8 at once, paused 1.5s`` while narrowed or paused, else ""."""
+        parts = [f"{self.limit} at once"] if self.limit < self.ceiling else []
+        left = self.pause_until - time.monotonic()
+        if left > 0:
+            parts.append(f"paused {_seconds(left)}")
+        return f"{self.why}: {', '.join(parts)}" if parts else ""
 
     async def acquire(self) -> None:
         async with self._cond:
@@ -57,12 +66,13 @@ class Gate:
         self.limit = max(1, self.limit // 2)
         self.pause_until = max(self.pause_until, time.monotonic() + wait)
         self.successes = 0
-        self.state = f"{why}: {self.limit} at once, paused {_seconds(wait)}"
+        self.why = why
 
     def pause(self, wait: float, why: str) -> None:
         """A limit is used up, not exceeded: none sent for ``wait`` s, as many at once."""
         self.pause_until = max(self.pause_until, time.monotonic() + wait)
-        self.state = f"{why}: paused {_seconds(wait)}"
+        if self.limit == self.ceiling:  # a narrowing says more
+            self.why = why
 
     async def succeeded(self) -> None:
         self.successes += 1
@@ -71,8 +81,6 @@ class Gate:
                 self.limit += 1
                 self.successes = 0
                 self._wake()
-            if self.limit == self.ceiling:
-                self.state = ""
 
 
 @dataclass
