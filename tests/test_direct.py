@@ -428,6 +428,9 @@ def test_a_stopped_run_keeps_its_answers_and_resume_sends_only_the_rest(
     _, err = proc.communicate(timeout=60)
     if stop == "ctrl-c":
         assert proc.returncode == 130, err
+        said = " ".join(err.split())
+        assert "Interrupted. Every answer received is kept; the direct requests" in said
+        assert "Batches already submitted" not in said  # there are none
     else:
         assert proc.returncode == 1, err
         assert "was cancelled: sending stopped" in " ".join(err.split())

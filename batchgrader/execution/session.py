@@ -26,6 +26,7 @@ from batchgrader.execution.pilot import PilotReport
 from batchgrader.execution.resubmit import RetryScope
 from batchgrader.execution.retrying import RetryPolicy
 from batchgrader.execution.summary import RunSummary
+from batchgrader.ledger.records import ChunkMode
 from batchgrader.ledger.store import Ledger
 from batchgrader.money import budget
 from batchgrader.planning.spec import RequestSpec
@@ -129,13 +130,28 @@ def open_session(
         hint = "Run the same command again to resume" + (
             f" (or: batchgrader jobs resume {current})." if current else "."
         )
-        raise Interrupted(
-            "Interrupted. Batches already submitted keep running at the provider; nothing "
-            "was cancelled and nothing will be paid twice.",
-            hint=hint,
-        ) from None
+        raise Interrupted(_interrupted(ledger, current), hint=hint) from None
     finally:
         budget.release_reservations(ledger, session.running)
         for lock in session.locks:
             lock.release()
         transport.close()
+
+
+def _interrupted(ledger: Ledger, job_id: str | None) -> str:
+    """What Ctrl-C left behind: batches keep running; direct calls in flight are dropped."""
+    chunks = ledger.chunks(job_id) if job_id else []
+    sending = any(c.mode is ChunkMode.DIRECT and c.status.in_flight for c in chunks)
+    batches = any(c.mode is ChunkMode.BATCH and c.status.in_flight for c in chunks)
+    said = ["Interrupted."]
+    if sending:
+        said.append(
+            "Every answer received is kept; the direct requests in flight were abandoned "
+            "(the provider may have run them)."
+        )
+    if batches or not sending:
+        said.append(
+            "Batches already submitted keep running at the provider; nothing was cancelled."
+        )
+    said.append("Nothing will be paid twice.")
+    return " ".join(said)
