@@ -160,7 +160,10 @@ def test_rate_limit_headers_pace_the_run(
             refused[call.payload["messages"][-1]["content"]] += 1
     assert fake_api.rate_limited == sum(refused.values()) <= most_refused
     assert max(refused.values(), default=0) <= 1
-    assert "rate limit used up: paused" in result.stderr
+    # The board names the state: a limit used up; with 4 at once a refusal may come first,
+    # and the narrowing it causes is what the board shows then.
+    shown = "rate limit used up: paused" if at_once == 1 else "rate limit"
+    assert shown in result.stderr
 
 
 def _most_in_a_second(fake: FakeBatchAPI) -> int:
