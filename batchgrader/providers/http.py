@@ -80,13 +80,19 @@ class JsonPoster:
         self._prefix = prefix
         self._idle: list[httpx2.AsyncClient] = []
         self._made: list[httpx2.AsyncClient] = []
+        # Each endpoint's absolute URL, parsed once: a relative path is parsed and merged
+        # with the base URL on every request (two URL parses a row).
+        self._urls: dict[str, httpx2.URL] = {}
 
     async def send(self, endpoint: str, body: dict[str, Any]) -> Reply:
         """POST ``body`` to ``endpoint``; never raises for an HTTP or network failure."""
-        path = endpoint.removeprefix(self._prefix).lstrip("/")
+        url = self._urls.get(endpoint)
+        if url is None:
+            path = endpoint.removeprefix(self._prefix).lstrip("/")
+            url = self._urls[endpoint] = httpx2.URL(self.base_url + path)
         client = self._idle.pop() if self._idle else self._client()
         try:
-            response = await client.post(path, json=body)
+            response = await client.post(url, json=body)
         except httpx2.TransportError as exc:
             return self._unanswered(exc)
         finally:
