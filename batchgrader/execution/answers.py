@@ -25,7 +25,7 @@ from batchgrader.settings import Settings
 
 def direct_tier(spec: RequestSpec) -> Tier:
     """Direct requests are billed at synchronous rates; flex at Batch API rates."""
-    return Tier.FLEX if spec.options.service_tier == "flex" else Tier.STANDARD
+    return Tier.direct(spec.options.service_tier)
 
 
 def usage_id(job_id: str, chunk: int) -> str:

@@ -141,7 +141,7 @@ def chunk_tier(chunk: ChunkRow, spec: RequestSpec) -> Tier:
     """The rates a chunk's requests are billed at."""
     if chunk.mode is ChunkMode.BATCH:
         return Tier.BATCH
-    return Tier.FLEX if spec.options.service_tier == "flex" else Tier.STANDARD
+    return Tier.direct(spec.options.service_tier)
 
 
 def check_budget(

@@ -102,6 +102,12 @@ class Tier(StrEnum):
     def batch_rates(self) -> bool:
         return self is not Tier.STANDARD
 
+    @classmethod
+    def direct(cls, service_tier: str | None) -> Tier:
+        """What direct (synchronous) calls are billed at: flex at Batch API rates, any
+        other tier at the standard rates (``planning.spec`` refuses tiers it cannot price)."""
+        return cls.FLEX if service_tier == "flex" else cls.STANDARD
+
 
 @dataclass(frozen=True)
 class Usage:

@@ -19,6 +19,7 @@ from typing import IO
 from pydantic import BaseModel
 
 from batchgrader.errors import PlanError, PromptError
+from batchgrader.money.pricing import Tier
 from batchgrader.planning.chunking import Chunk, ChunkPlanner, Limits, forced_boundaries
 from batchgrader.planning.estimate import CostEstimate, estimate_cost, expected_output_tokens
 from batchgrader.planning.measure import TokenFigure, calibrate, measure
@@ -231,15 +232,14 @@ class DryRun(BaseModel):
     #: dry run counts offline; chunk tokens are then the upper bound).
     input_tokens_label: str = "exact"
     #: How the run would send: ``batch``, ``direct`` or ``auto`` (``run.mode``), and
-    #: ``request.service_tier``: what the estimate leads with (direct standard calls at
-    #: synchronous rates, the rest at Batch API rates).
+    #: ``request.service_tier``: together, the rates it pays (``tier``).
     mode: str = "auto"
     service_tier: str | None = None
 
     @property
-    def synchronous(self) -> bool:
-        """The run's calls are billed at synchronous rates (direct, not flex)."""
-        return self.mode == "direct" and self.service_tier != "flex"
+    def tier(self) -> Tier:
+        """The rates the run would pay: Batch API rates unless it calls directly."""
+        return Tier.direct(self.service_tier) if self.mode == "direct" else Tier.BATCH
 
 
 def dry_run(paths: list[Path], spec: RequestSpec, settings: Settings) -> DryRun:

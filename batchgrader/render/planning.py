@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from batchgrader.execution.pilot import PilotedCount, PilotedDryRun, PilotReport
+from batchgrader.money.pricing import Tier
 from batchgrader.planning.estimate import CountReport
 from batchgrader.planning.plans import DryRun
 from batchgrader.planning.splitting import SplitReport
@@ -131,11 +132,11 @@ def estimate_line(report: DryRun) -> Text:
     at synchronous rates (Batch API beside: what batching would save), batches and flex
     at Batch API rates (synchronous beside)."""
     e = report.estimate
-    if report.synchronous:
+    if report.tier is Tier.STANDARD:
         head, other = "of direct calls at synchronous rates", "Batch API"
         figures = (e.sync_total_expected, e.sync_total_worst, e.total_expected) if e else None
     else:
-        flex = report.mode == "direct" and report.service_tier == "flex"
+        flex = report.tier is Tier.FLEX
         head = "of flex calls at Batch API rates" if flex else "at Batch API rates"
         other = "synchronous"
         figures = (e.total_expected, e.total_worst, e.sync_total_expected) if e else None
