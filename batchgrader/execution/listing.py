@@ -9,7 +9,7 @@ from decimal import Decimal
 from pydantic import BaseModel
 
 from batchgrader.execution.answers import usage_id
-from batchgrader.ledger.records import ChunkMode
+from batchgrader.ledger.records import ChunkMode, ChunkRow, UsageEvent
 from batchgrader.ledger.store import JobRow, Ledger
 
 
@@ -57,9 +57,7 @@ def _utc(stamp: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def _line(ledger: Ledger, job: JobRow) -> JobLine:
-    chunks = ledger.chunks(job.id)
-    events = ledger.usage_events(job_id=job.id)
+def _line(job: JobRow, chunks: list[ChunkRow], events: list[UsageEvent]) -> JobLine:
     costs = [e.cost for e in events if e.cost is not None]
     return JobLine(
         id=job.id,
@@ -78,16 +76,23 @@ def _line(ledger: Ledger, job: JobRow) -> JobLine:
 
 
 def job_list(ledger: Ledger, *, include_finished: bool) -> JobList:
-    return JobList(jobs=[_line(ledger, j) for j in ledger.jobs(include_finished=include_finished)])
+    return JobList(
+        jobs=[
+            _line(j, ledger.chunks(j.id), ledger.usage_events(job_id=j.id))
+            for j in ledger.jobs(include_finished=include_finished)
+        ]
+    )
 
 
 def job_detail(ledger: Ledger, job: JobRow) -> JobDetail:
     """The job and its chunks with the counts so far: a batch's as the provider last
     reported them, a direct chunk's answers as they are made durable (its usage event)."""
     batches = {b["id"]: b for b in ledger.batches(job.id)}
-    answered = {e.batch_id: e for e in ledger.usage_events(job_id=job.id)}
+    chunks = ledger.chunks(job.id)
+    events = ledger.usage_events(job_id=job.id)
+    answered = {e.batch_id: e for e in events}
     lines = []
-    for c in ledger.chunks(job.id):
+    for c in chunks:
         batch = batches.get(c.batch_id or "")
         completed, failed = (batch["completed"], batch["failed"]) if batch else (0, 0)
         direct = answered.get(usage_id(job.id, c.idx)) if c.mode is ChunkMode.DIRECT else None
@@ -108,4 +113,4 @@ def job_detail(ledger: Ledger, job: JobRow) -> JobDetail:
                 error=c.error,
             )
         )
-    return JobDetail(job=_line(ledger, job), chunks=lines)
+    return JobDetail(job=_line(job, chunks, events), chunks=lines)
