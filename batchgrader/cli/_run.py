@@ -80,14 +80,16 @@ def session(
         yield opened
 
 
-#: The services by their API's host; any other server is named by its URL.
-_SERVICES = {"api.openai.com": "OpenAI", "api.anthropic.com": "Anthropic"}
-
-
 def _where(provider: Provider) -> str:
     """Who the requests go to: "OpenAI", "Anthropic", or a server's URL (vLLM, Ollama...)."""
+    from batchgrader.providers import anthropic, openai
+
+    services = {
+        urlparse(openai.DEFAULT_BASE_URL).hostname: "OpenAI",
+        urlparse(anthropic.DEFAULT_BASE_URL).hostname: "Anthropic",
+    }
     base_url = provider.account().base_url
-    return _SERVICES.get(urlparse(base_url).hostname or "", base_url.rstrip("/"))
+    return services.get(urlparse(base_url).hostname, base_url.rstrip("/"))
 
 
 def _interactive() -> bool:
