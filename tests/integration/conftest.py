@@ -66,11 +66,9 @@ def llama_api(
     fake_api: FakeBatchAPI, llama_stack: LlamaStack, monkeypatch: pytest.MonkeyPatch
 ) -> LlamaStack:
     """batchgrader pointed at llama-stack (the fake behind it reset), polling briskly."""
-    monkeypatch.setenv("OPENAI_BASE_URL", llama_stack.base_url)
-    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     monkeypatch.setenv("BATCHGRADER_RUN__POLL_INTERVAL_SECONDS", "0.05")
     monkeypatch.setenv("BATCHGRADER_RUN__POLL_MAX_INTERVAL_SECONDS", "0.25")
-    return llama_stack
+    return _point_at(llama_stack, monkeypatch)
 
 
 @pytest.fixture
@@ -78,9 +76,13 @@ def llama_chat_only_api(
     fake_api: FakeBatchAPI, llama_stack_without_batches: LlamaStack, monkeypatch: pytest.MonkeyPatch
 ) -> LlamaStack:
     """batchgrader pointed at the llama-stack without a Batch API (the fake behind it reset)."""
-    monkeypatch.setenv("OPENAI_BASE_URL", llama_stack_without_batches.base_url)
+    return _point_at(llama_stack_without_batches, monkeypatch)
+
+
+def _point_at(server: LlamaStack, monkeypatch: pytest.MonkeyPatch) -> LlamaStack:
+    monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
-    return llama_stack_without_batches
+    return server
 
 
 @pytest.hookimpl(wrapper=True)
