@@ -160,6 +160,14 @@ class DirectExecutor:
         writer = asyncio.create_task(state.writer())
         self.emit(state, force=True)
 
+        rows = iter(todo)  # shared by the senders: each row goes to one of them
+
+        async def sender() -> None:
+            for cid, body in rows:
+                if state.stop is not None:
+                    return
+                await one(cid, body)
+
         async def one(cid: str, body: dict[str, Any]) -> None:
             await gate.acquire()
             try:
@@ -186,7 +194,7 @@ class DirectExecutor:
                 await gate.release()
 
         try:
-            await asyncio.gather(*(one(cid, body) for cid, body in todo))
+            await asyncio.gather(*(sender() for _ in range(min(gate.ceiling, len(todo)))))
         finally:
             while not state.queue.empty():  # let the last group reach the disk
                 await asyncio.sleep(GROUP_SECONDS)
