@@ -410,6 +410,38 @@ def test_killed_run_resumes_without_sending_an_answered_row_again(
     assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
 
 
+def test_while_a_run_sends_the_ledger_counts_every_durable_answer(
+    fake_api: FakeBatchAPI, isolated_env: Path, home: Path
+) -> None:
+    """The ledger is written at most every half second, not per answer; in between, what
+    it has not yet counted as spent is still reserved at its worst case. So another
+    process's budget check, whenever it reads, covers every answer already on disk."""
+    fake_api.chat_latency = 0.02
+    src = _csv(isolated_env, _texts(300))
+    proc = _grade_in_background(fake_api, home, src, concurrency=4)
+    answers = _wait_for_answers(home, 1)
+    ledger, looks = _ledger(home), 0
+    try:
+        while proc.poll() is None:
+            events = ledger.usage_events()  # read first: the answers file only grows
+            try:
+                raw = answers.read_bytes()
+            except FileNotFoundError:
+                break  # the job finished and tidied up
+            lines = [json.loads(line) for line in raw.splitlines()[:-1]]  # whole lines
+            paid_in = sum(line["body"]["usage"]["prompt_tokens"] for line in lines)
+            paid_out = sum(line["body"]["usage"]["completion_tokens"] for line in lines)
+            assert sum(e.input_tokens for e in events) >= paid_in
+            assert sum(e.output_tokens for e in events) >= paid_out
+            looks += 1
+            time.sleep(0.01)
+    finally:
+        ledger.close()
+        proc.communicate()
+    assert proc.returncode == 0
+    assert looks > 10
+
+
 @pytest.mark.parametrize("stop", ["ctrl-c", "jobs cancel"])
 def test_a_stopped_run_keeps_its_answers_and_resume_sends_only_the_rest(
     stop: str, fake_api: FakeBatchAPI, isolated_env: Path, home: Path, bg: Invoke

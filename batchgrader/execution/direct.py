@@ -54,6 +54,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two board updates of a running chunk.
 EVENT_SECONDS = 0.5
+#: Seconds between two ledger writes of a running chunk's spend (two writes a group of
+#: answers were a tenth of the event loop's work at ``--concurrency 64``).
+LEDGER_SECONDS = 0.5
 #: Retries of a row refused for rate limits (429) before it is recorded as an error.
 RATE_LIMIT_RETRIES = 30
 #: Seconds a flex request may take (OpenAI's flex guide asks for a long client timeout).
@@ -136,12 +139,14 @@ class DirectExecutor:
         state.answered_before = len(answered)
         price = self.spec.price
         state.base_cost = cost(price, state.usage, tier=self.tier) if price else Decimal(0)
-        if todo:
-            await self._send_all(state, todo)
-        state.close()
+        try:
+            if todo:
+                await self._send_all(state, todo)
+        finally:
+            state.close()
+            self.record_spend(state, force=True)  # the last answers' spend, Ctrl-C included
         self.spent += state.spent_now
         if state.stop is not None:
-            self.record_spend(state)
             self.emit(state, force=True)
             raise state.stop
         self._collect(job, chunk, n, state)
@@ -310,12 +315,23 @@ class DirectExecutor:
                     "graded file.",
                 )
 
-    def record_spend(self, state: DirectChunk) -> None:
-        """The chunk's answers so far as one usage event; the reservation shrinks."""
+    def record_spend(self, state: DirectChunk, *, force: bool = False) -> None:
+        """The chunk's spend so far (for the budget checks) and, at most every
+        ``LEDGER_SECONDS`` unless forced, in the ledger: its answers as one usage event,
+        the reservation shrunk to the rows left.
+
+        Between two writes the ledger lags safely: what it has not yet counted as spent
+        is still reserved at its worst case, and the answers file, which a re-run reads,
+        has every answer.
+        """
         price = self.spec.price
         spent = cost(price, state.usage, tier=self.tier) if price else None
         if spent is not None:
             state.spent_now = spent - state.base_cost
+        now = time.monotonic()
+        if not force and now - state.last_recorded < LEDGER_SECONDS:
+            return
+        state.last_recorded = now
         self.ledger.upsert_usage(state.usage_event(self.identity, self.tier, spent))
         remaining = max(0, state.chunk.requests - state.done - state.failed) + state.dropped
         per_row = -(-state.chunk.tokens // max(state.chunk.requests, 1))
@@ -333,7 +349,6 @@ class DirectExecutor:
     # --- the end of a chunk -----------------------------------------------------------
 
     def _collect(self, job: JobRow, chunk: ChunkRow, n: int, state: DirectChunk) -> None:
-        self.record_spend(state)
         status = finish_chunk(self.ledger, self.settings, self.spec, job, chunk)
         final = "completed" if status is ChunkStatus.DONE else "failed"
         self.emit(state, force=True, status=final)

@@ -74,6 +74,7 @@ class DirectChunk:
         self.stop: BaseException | None = None
         self.started = time.monotonic()
         self.last_event = 0.0
+        self.last_recorded = 0.0  # when the ledger last had its spend
         self.answered_before = 0
         self.base_cost = Decimal(0)
 
