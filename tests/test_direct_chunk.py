@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -48,8 +49,9 @@ ANSWER = Reply(
 def test_an_answer_written_when_ctrl_c_cuts_its_fsync_is_still_counted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Ctrl-C while a group's fsync runs: the answer is in the file (a re-run will not
-    send it again), so its usage reaches the ledger (``on_written``): paid and counted."""
+    """Ctrl-C while a group's fsync runs (in a worker thread: the disk is slow): the
+    answer is in the file (a re-run will not send it again), so its usage reaches the
+    ledger (``on_written``): paid and counted."""
     monkeypatch.setattr(os, "fsync", lambda fd: time.sleep(0.3))
     path = tmp_path / "chunk-0001.direct.jsonl"
     written: list[int] = []
@@ -60,6 +62,7 @@ def test_an_answer_written_when_ctrl_c_cuts_its_fsync_is_still_counted(
             on_written=lambda s: written.append(s.done + s.failed),
             on_released=lambda s: None,
         )  # fmt: skip
+        state.fsync_seconds = 0.3  # the last one was slow
         writer = asyncio.create_task(state.writer())
         recorder = asyncio.create_task(state.record("row-1", ANSWER))
         await asyncio.sleep(0.1)  # the line is written, its fsync under way
@@ -75,3 +78,41 @@ def test_an_answer_written_when_ctrl_c_cuts_its_fsync_is_still_counted(
     assert (state.done, state.failed) == (1, 0)
     assert (state.usage.input_tokens, state.usage.output_tokens) == (12, 7)
     assert written == [1]
+
+
+def test_a_fast_fsync_runs_in_the_event_loop_and_a_slow_one_moves_to_a_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next fsync runs in the loop while the last took at most
+    ``INLINE_FSYNC_SECONDS``, else in a worker thread; each answer is durable before its
+    ``record`` returns."""
+    seconds = iter([0.0, 0.02, 0.0, 0.0])  # fast, slow, then fast again
+    in_loop: list[bool] = []
+    path = tmp_path / "chunk-0001.direct.jsonl"
+
+    def fsync(fd: int) -> None:
+        in_loop.append(threading.current_thread() is threading.main_thread())
+        time.sleep(next(seconds))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    durable: list[int] = []
+
+    async def four_answers() -> DirectChunk:
+        state = DirectChunk(
+            JOB, CHUNK, 1, path, request_spec(Settings()),
+            on_written=lambda s: None, on_released=lambda s: None,
+        )  # fmt: skip
+        writer = asyncio.create_task(state.writer())
+        for i in range(4):
+            await state.record(f"row-{i}", ANSWER)
+            durable.append(len(in_loop))
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        state.close()
+        return state
+
+    state = asyncio.run(four_answers())
+    assert in_loop == [True, True, False, True]
+    assert durable == [1, 2, 3, 4]
+    assert len(path.read_text(encoding="utf-8").splitlines()) == 4
+    assert state.done == 4
