@@ -311,6 +311,7 @@ class FakeBatchAPI(BatchStore):
             self.chat_window = 60.0
             self._window = (0.0, 0, 0)  # start (monotonic), requests, tokens
             self.rate_limited = 0  # chat requests refused over the limits
+            self.rate_windows: list[float] = []  # when each window began (time.monotonic())
             # A server without a Batch API (vLLM, Ollama, llama.cpp): its files and batches
             # routes answer 404 with a JSON error ("json"), FastAPI's {"detail": ...}
             # ("detail") or plain text ("text"), or 405 ("method").
@@ -645,6 +646,7 @@ class FakeBatchAPI(BatchStore):
             start, used, used_tokens = self._window
             if now >= start + self.chat_window:
                 start, used, used_tokens = now, 0, 0
+                self.rate_windows.append(start)
             over = None
             if used + 1 > self.chat_rpm:
                 over = ("requests per min (RPM)", self.chat_rpm, used, 1)
