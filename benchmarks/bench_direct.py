@@ -117,6 +117,7 @@ class LatencyFake(FakeBatchAPI):
             "calls": len(chat),
             "statuses": statuses,
             "max_in_flight": self.max_chat_in_flight,
+            "connections": self.connections_opened,
             "first": spans[0][0] if spans else None,
             "last": max(end for _, end in spans) if spans else None,
             "payloads_sha256": hashlib.sha256("".join(digests).encode()).hexdigest(),

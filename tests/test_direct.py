@@ -25,6 +25,7 @@ from typer.testing import Result
 
 from batchgrader import paths
 from batchgrader.cli._run import _where
+from batchgrader.ledger.records import ChunkStatus
 from batchgrader.ledger.store import Ledger
 from batchgrader.providers.registry import provider_for
 from batchgrader.settings.loading import load_settings
@@ -91,6 +92,30 @@ def test_direct_mode_grades_every_row_within_the_concurrency(
     assert all(not e.committed for e in events)  # no reservation left behind
     summary = json.loads(result.stdout)["files"][0]
     assert summary["graded"] == len(texts) and Decimal(summary["cost"]) > 0
+
+
+def test_the_next_chunks_rows_are_sent_while_the_last_of_a_chunk_are_in_flight(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Chunks of 3 rows at 4 at once: every chunk's rows flow into the slots the chunk
+    before leaves (4 in flight, not 3), over the same connections, and every chunk is
+    finished with its own results."""
+    monkeypatch.setenv("BATCHGRADER_CHUNKING__SPLIT_ROW_LIMIT", "3")
+    fake_api.chat_latency = 0.2
+    texts = _texts(12)
+    result = bg("grade", _csv(isolated_env, texts), "--mode", "direct", "--concurrency", "4")
+    assert result.exit_code == 0, result.output
+    assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+    assert fake_api.max_chat_in_flight == 4
+    assert fake_api.connections_opened <= 4
+    assert set(_sent(fake_api).values()) == {1}
+    with _ledger(home) as ledger:
+        (job,) = ledger.jobs()
+        chunks = ledger.chunks(job.id)
+        events = ledger.usage_events()
+    assert [(c.requests, c.status) for c in chunks] == [(3, ChunkStatus.DONE)] * 4
+    assert sorted(e.requests_completed for e in events) == [3] * 4
 
 
 @pytest.mark.parametrize("style", ["json", "detail", "text", "method"])

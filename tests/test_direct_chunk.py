@@ -63,7 +63,7 @@ def test_an_answer_written_when_ctrl_c_cuts_its_fsync_is_still_counted(
             on_released=lambda s: None,
         )  # fmt: skip
         state.fsync_seconds = 0.3  # the last one was slow
-        writer = asyncio.create_task(state.writer())
+        writer = asyncio.create_task(state.writer_loop())
         recorder = asyncio.create_task(state.record("row-1", ANSWER))
         await asyncio.sleep(0.1)  # the line is written, its fsync under way
         writer.cancel()
@@ -102,7 +102,7 @@ def test_a_fast_fsync_runs_in_the_event_loop_and_a_slow_one_moves_to_a_thread(
             JOB, CHUNK, 1, path, request_spec(Settings()),
             on_written=lambda s: None, on_released=lambda s: None,
         )  # fmt: skip
-        writer = asyncio.create_task(state.writer())
+        writer = asyncio.create_task(state.writer_loop())
         for i in range(4):
             await state.record(f"row-{i}", ANSWER)
             durable.append(len(in_loop))
@@ -116,3 +116,35 @@ def test_a_fast_fsync_runs_in_the_event_loop_and_a_slow_one_moves_to_a_thread(
     assert durable == [1, 2, 3, 4]
     assert len(path.read_text(encoding="utf-8").splitlines()) == 4
     assert state.done == 4
+
+
+def test_a_disk_that_refuses_the_answers_fails_the_rows_waiting_and_counts_their_cost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk: ``record`` raises the OSError (the run stops instead of hanging on a
+    dead writer), and the answer, paid for, is in the tallies."""
+
+    def full(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+
+    async def refused() -> tuple[DirectChunk, BaseException | None]:
+        state = DirectChunk(
+            JOB, CHUNK, 1, tmp_path / "chunk-0001.direct.jsonl", request_spec(Settings()),
+            on_written=lambda s: None, on_released=lambda s: None,
+        )  # fmt: skip
+        writer = asyncio.create_task(state.writer_loop())
+        try:
+            await asyncio.wait_for(state.record("row-1", ANSWER), timeout=5)
+        except OSError as exc:
+            error: BaseException | None = exc
+        else:
+            error = None
+        await asyncio.gather(writer, return_exceptions=True)
+        state.close()
+        return state, error
+
+    state, error = asyncio.run(refused())
+    assert isinstance(error, OSError) and error.errno == 28
+    assert (state.done, state.usage.input_tokens) == (1, 12)

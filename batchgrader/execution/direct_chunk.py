@@ -23,7 +23,6 @@ from typing import IO
 
 from batchgrader.execution.answers import answer_of, answer_record, record_line, usage_id
 from batchgrader.execution.events import Identity
-from batchgrader.execution.pacing import Gate
 from batchgrader.ledger.records import ChunkRow, JobRow, UsageEvent
 from batchgrader.money.pricing import Tier, Usage
 from batchgrader.planning.spec import RequestSpec
@@ -74,10 +73,15 @@ class DirectChunk:
         #: Requests whose connection dropped after they were sent: they may have run and
         #: been billed, their usage unknown. Budgets count each at its worst case.
         self.dropped = 0
-        #: The concurrency gate while it sends (its rate-limit state is shown).
-        self.gate: Gate | None = None
         self.spent_now = Decimal(0)
-        self.stop: BaseException | None = None
+        self.per_row_tokens = 0  # a request's input tokens at most (the chunk's mean)
+        self.worst = Decimal(0)  # a request's cost at worst
+        #: Rows taken by a sender and not yet settled (answered and durable, or dropped
+        #: by a stop); once every row is sent (``all_sent``) and none is, the chunk ends.
+        self.unsettled = 0
+        self.all_sent = False
+        self.closed = False
+        self.writer: asyncio.Task[None] | None = None
         self.started = time.monotonic()
         self.last_event = 0.0
         self.last_recorded = 0.0  # when the ledger last had its spend
@@ -94,7 +98,7 @@ class DirectChunk:
         await self.queue.put((record_line(record), future, answer_of(record, self.spec)))
         await future
 
-    async def writer(self) -> None:
+    async def writer_loop(self) -> None:
         """Group commit: write the answers queued, fsync once, then let them go.
 
         No timer: the answers that arrive while one group is being made durable are
@@ -105,17 +109,22 @@ class DirectChunk:
             group = [await self.queue.get()]
             while len(group) < GROUP_ROWS and not self.queue.empty():
                 group.append(self.queue.get_nowait())
-            self.handle.write(b"".join(line for line, _, _ in group))
-            self.handle.flush()
             try:
+                self.handle.write(b"".join(line for line, _, _ in group))
+                self.handle.flush()
                 if self.fsync_seconds <= INLINE_FSYNC_SECONDS:
                     self.fsync_seconds = _timed_fsync(self.handle.fileno())
                 else:
                     self.fsync_seconds = await asyncio.to_thread(_timed_fsync, self.handle.fileno())
+            except OSError as exc:  # the disk refused (full, gone): the rows waiting say so
+                for _, future, _ in group:
+                    if not future.done():
+                        future.set_exception(exc)
+                raise
             finally:
-                # In the file now (Ctrl-C during the fsync included: the re-run reads them
-                # as answered), so in the tallies and the ledger too, or they were paid
-                # for and not counted.
+                # Paid for, and in the file now unless the disk refused (Ctrl-C during the
+                # fsync included: the re-run reads them as answered): in the tallies and
+                # the ledger too, or they were paid for and not counted.
                 self._tally([answer for _, _, answer in group])
             for _, future, _ in group:
                 if not future.done():
@@ -133,6 +142,7 @@ class DirectChunk:
 
     def close(self) -> None:
         self.handle.close()
+        self.closed = True
 
     # --- usage ----------------------------------------------------------------------
 
