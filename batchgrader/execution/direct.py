@@ -1,14 +1,15 @@
 """The direct executor: the same durable jobs with bounded concurrent synchronous calls.
 
 For servers without a Batch API (vLLM, Ollama, llama.cpp, LM Studio, SGLang), OpenAI's
-flex tier, or a quick run at synchronous prices. A chunk's rows are sent at most
-``run.direct_concurrency`` at a time, paced by ``run.requests_per_minute`` /
-``run.tokens_per_minute`` and by the server's rate limits (a 429 slows the whole run,
-then it speeds up again). Each final answer is appended to the chunk's answers file
-and made durable (one fsync per group of answers) before its concurrency slot goes to
-another row, so a crash loses at most the requests in flight; a re-run sends only
-the rows without an answer. Spend is recorded as answers arrive, and sending stops
-before the spent plus in-flight worst case could pass ``budget.max_cost_usd``.
+flex tier, or a quick run at synchronous prices. A run's rows, chunk after chunk as
+one stream, are sent at most ``run.direct_concurrency`` at a time, paced by
+``run.requests_per_minute`` / ``run.tokens_per_minute`` and by the server's rate
+limits (a 429 slows the whole run, then it speeds up again). Each final answer is
+appended to its chunk's answers file and made durable (one fsync per group of
+answers) before its concurrency slot goes to another row, so a crash loses at most
+the requests in flight; a re-run sends only the rows without an answer. Spend is
+recorded as answers arrive, and sending stops before the spent plus in-flight worst
+case could pass ``budget.max_cost_usd``.
 """
 
 from __future__ import annotations
