@@ -304,6 +304,38 @@ def test_budget_stops_sending_mid_run_and_a_rerun_sends_only_the_rest(
     assert _out(isolated_env)["llm_error"].null_count() == len(texts)
 
 
+def test_a_budget_stop_across_chunks_keeps_the_spend_under_the_cap_and_resumes(
+    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Chunks of 12 rows, 4 at once, a cap reached in the second chunk: the spend the
+    ledger has (the finished chunk's and the open ones') stays under --max-cost, the
+    finished chunk is done, and the re-run sends only the rows without an answer."""
+    monkeypatch.setenv("BATCHGRADER_CHUNKING__SPLIT_ROW_LIMIT", "12")
+    fake_api.chat_latency = 0.02
+    texts = _texts(30)
+    src = _csv(isolated_env, texts)
+    stopped = bg(
+        "grade", src, "--mode", "direct", "--concurrency", "4", "--max-cost", "0.004", "--yes"
+    )
+    assert stopped.exit_code == 1, stopped.output
+    assert "Stopped sending" in stopped.stderr
+    answered = sum(_sent(fake_api).values())
+    assert 3 < answered < len(texts)
+    with _ledger(home) as ledger:
+        (job,) = ledger.jobs()
+        events = ledger.usage_events()
+        chunks = ledger.chunks(job.id)
+    assert sum(e.requests_completed for e in events) == answered
+    assert sum((e.cost or Decimal(0) for e in events), Decimal(0)) <= Decimal("0.004")
+    assert [c.status for c in chunks][:1] == [ChunkStatus.DONE]
+    assert 12 < answered < 24
+    resumed = bg("grade", src, "--mode", "direct")
+    assert resumed.exit_code == 0, resumed.output
+    assert set(_sent(fake_api).values()) == {1}  # no answered row sent twice
+    assert _out(isolated_env)["llm_score"].to_list() == [judge_score(USER + t) for t in texts]
+
+
 def test_a_request_that_may_have_run_counts_at_its_worst_against_the_budget(
     bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
 ) -> None:
