@@ -452,18 +452,39 @@ def _wait_for_answers(home: Path, at_least: int) -> Path:
     raise AssertionError(f"fewer than {at_least} answers after 60 s")
 
 
+def _durable_ids(home: Path) -> set[str]:
+    """The rows with an answer in any direct answers file under ``home`` (a line torn by
+    a kill is not one)."""
+    ids = set()
+    for path in (home / "data" / "jobs").glob("*/results/chunk-*.direct.jsonl"):
+        for line in path.read_bytes().splitlines():
+            try:
+                ids.add(json.loads(line)["custom_id"])
+            except ValueError:
+                continue
+    return ids
+
+
+@pytest.mark.parametrize("chunk_rows", [None, "30"])
 def test_killed_run_resumes_without_sending_an_answered_row_again(
-    fake_api: FakeBatchAPI, isolated_env: Path, home: Path, bg: Invoke
-) -> None:
-    """kill -9 half-way: the re-run sends only rows without a durable answer."""
+    chunk_rows: str | None, fake_api: FakeBatchAPI, isolated_env: Path, home: Path,
+    bg: Invoke, monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """kill -9 half-way, in one chunk or across chunks of 30 rows (two answers files
+    written at once): the re-run sends only rows without a durable answer."""
+    if chunk_rows is not None:
+        monkeypatch.setenv("BATCHGRADER_CHUNKING__SPLIT_ROW_LIMIT", chunk_rows)
     fake_api.chat_latency = 0.02
     texts = _texts(200)
     src = _csv(isolated_env, texts)
     proc = _grade_in_background(fake_api, home, src, concurrency=4)
-    answers = _wait_for_answers(home, 40)
+    _wait_for_answers(home, 1)
+    deadline = time.monotonic() + 60
+    while len(_durable_ids(home)) < 40 and time.monotonic() < deadline:
+        time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()  # reaped, its pipes closed
-    durable = {json.loads(line)["custom_id"] for line in answers.read_text().splitlines() if line}
+    durable = _durable_ids(home)
     assert 40 <= len(durable) < len(texts)
     before = _sent(fake_api)
     result = bg("grade", src, "--mode", "direct")
