@@ -150,14 +150,12 @@ class DirectExecutor:
         gate = self.gate = Gate(ceiling=run.direct_concurrency, limit=run.direct_concurrency)
         requests = Pace(run.requests_per_minute)
         tokens = Pace(run.tokens_per_minute)
-        opened: list[DirectChunk] = []
 
         def rows() -> Iterator[tuple[DirectChunk, str, dict[str, Any]]]:
             for chunk in chunks:
                 if self.stop is not None:
                     return
                 state, todo = self._open(job, chunk, n)
-                opened.append(state)
                 for cid, body in todo:
                     yield state, cid, body
                 state.all_sent = True
@@ -210,9 +208,8 @@ class DirectExecutor:
             for task in senders:  # one failed: the others stop too
                 task.cancel()
             await asyncio.gather(*senders, return_exceptions=True)
-            for state in opened:
-                if not state.closed:  # stopped, cancelled or failed: keep what is durable
-                    await self._abandon(state)
+            for state in list(self.open):  # stopped, cancelled or failed: keep what is durable
+                await self._abandon(state)
             await transport.aclose()
         if self.stop is not None:
             raise self.stop
@@ -231,17 +228,12 @@ class DirectExecutor:
         state = DirectChunk(
             job, chunk, n, path, self.spec, on_written=self.record_spend, on_released=self.emit
         )
-        for record in answered.values():
-            answer = answer_of(record, self.spec)
-            state.usage = state.usage + answer.usage
-            state.done += answer.error is None
-            state.failed += answer.error is not None
+        state.count([answer_of(record, self.spec) for record in answered.values()])
         state.answered_before = len(answered)
         price = self.spec.price
         state.base_cost = cost(price, state.usage, tier=self.tier) if price else Decimal(0)
-        state.per_row_tokens = -(-chunk.tokens // max(chunk.requests, 1))
         state.worst = self._worst_cost(state.per_row_tokens)
-        state.writer = asyncio.get_running_loop().create_task(state.writer_loop())
+        state.writer = asyncio.create_task(state.writer_loop())
         self.open.append(state)
         self.emit(state, force=True)
         return state, todo
@@ -249,6 +241,8 @@ class DirectExecutor:
     def _close(self, state: DirectChunk) -> None:
         """Every row of the chunk sent and settled: its spend recorded, and, unless the
         run stops, its results file written and its status set."""
+        if state.writer is not None:
+            state.writer.cancel()  # idle: every answer queued is on disk and tallied
         self._settle(state)
         if self.stop is None:
             self._collect(state)
@@ -266,8 +260,6 @@ class DirectExecutor:
         self.emit(state, force=True)
 
     def _settle(self, state: DirectChunk) -> None:
-        if state.writer is not None:
-            state.writer.cancel()  # idle: every answer queued is on disk and tallied
         state.close()
         self.record_spend(state, force=True)  # the last answers' spend, Ctrl-C included
         self.spent += state.spent_now
@@ -406,9 +398,8 @@ class DirectExecutor:
         state.last_recorded = now
         self.ledger.upsert_usage(state.usage_event(self.identity, self.tier, spent))
         remaining = max(0, state.chunk.requests - state.done - state.failed) + state.dropped
-        per_row = -(-state.chunk.tokens // max(state.chunk.requests, 1))
         worst = Usage(
-            input_tokens=remaining * per_row,
+            input_tokens=remaining * state.per_row_tokens,
             output_tokens=remaining * self.spec.options.max_tokens,
         )
         self.ledger.set_reservation(

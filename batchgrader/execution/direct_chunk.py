@@ -74,13 +74,13 @@ class DirectChunk:
         #: been billed, their usage unknown. Budgets count each at its worst case.
         self.dropped = 0
         self.spent_now = Decimal(0)
-        self.per_row_tokens = 0  # a request's input tokens at most (the chunk's mean)
+        #: A request's input tokens at most (the chunk's mean, rounded up).
+        self.per_row_tokens = -(-chunk.tokens // max(chunk.requests, 1))
         self.worst = Decimal(0)  # a request's cost at worst
         #: Rows taken by a sender and not yet settled (answered and durable, or dropped
         #: by a stop); once every row is sent (``all_sent``) and none is, the chunk ends.
         self.unsettled = 0
         self.all_sent = False
-        self.closed = False
         self.writer: asyncio.Task[None] | None = None
         self.started = time.monotonic()
         self.last_event = 0.0
@@ -125,24 +125,24 @@ class DirectChunk:
                 # Paid for, and in the file now unless the disk refused (Ctrl-C during the
                 # fsync included: the re-run reads them as answered): in the tallies and
                 # the ledger too, or they were paid for and not counted.
-                self._tally([answer for _, _, answer in group])
+                self.count([answer for _, _, answer in group])
+                self.on_written(self)
             for _, future, _ in group:
                 if not future.done():
                     future.set_result(None)
             self.on_released(self)
 
-    def _tally(self, answers: list[Answer]) -> None:
+    def count(self, answers: list[Answer]) -> None:
+        """Add ``answers`` to the tallies."""
         for answer in answers:
             self.usage = self.usage + answer.usage
             if answer.error is None:
                 self.done += 1
             else:
                 self.failed += 1
-        self.on_written(self)
 
     def close(self) -> None:
         self.handle.close()
-        self.closed = True
 
     # --- usage ----------------------------------------------------------------------
 
