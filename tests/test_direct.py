@@ -25,6 +25,7 @@ from typer.testing import Result
 
 from batchgrader import paths
 from batchgrader.cli._run import _where
+from batchgrader.execution.answers import read_answers
 from batchgrader.ledger.records import ChunkStatus
 from batchgrader.ledger.store import Ledger
 from batchgrader.providers.registry import provider_for
@@ -285,51 +286,42 @@ def test_direct_mode_on_the_responses_api(
     assert routes == {"responses": len(texts)}
 
 
+@pytest.mark.parametrize(
+    ("chunk_rows", "at_once", "cap", "answered_between", "chunks_done"),
+    [(None, "1", "0.0013", (0, 30), 0), ("12", "4", "0.004", (12, 24), 1)],
+    ids=["one-chunk", "across-chunks"],
+)
 def test_budget_stops_sending_mid_run_and_a_rerun_sends_only_the_rest(
-    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path
-) -> None:
-    """--max-cost: sending stops before the cap (exit 1); the re-run sends only the rest."""
-    texts = _texts(30)
-    src = _csv(isolated_env, texts)
-    stopped = bg(
-        "grade", src, "--mode", "direct", "--concurrency", "1", "--max-cost", "0.0013", "--yes"
-    )
-    assert stopped.exit_code == 1, stopped.output
-    assert "Stopped sending" in stopped.stderr
-    first = sum(_sent(fake_api).values())
-    assert 0 < first < len(texts)
-    done = bg("grade", src, "--mode", "direct")
-    assert done.exit_code == 0, done.output
-    assert set(_sent(fake_api).values()) == {1}  # no answered row sent twice
-    assert _out(isolated_env)["llm_error"].null_count() == len(texts)
-
-
-def test_a_budget_stop_across_chunks_keeps_the_spend_under_the_cap_and_resumes(
-    bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, home: Path,
+    chunk_rows: str | None, at_once: str, cap: str, answered_between: tuple[int, int],
+    chunks_done: int, bg: Invoke, fake_api: FakeBatchAPI, isolated_env: Path, home: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    """Chunks of 12 rows, 4 at once, a cap reached in the second chunk: the spend the
-    ledger has (the finished chunk's and the open ones') stays under --max-cost, the
-    finished chunk is done, and the re-run sends only the rows without an answer."""
-    monkeypatch.setenv("BATCHGRADER_CHUNKING__SPLIT_ROW_LIMIT", "12")
-    fake_api.chat_latency = 0.02
+    """--max-cost: sending stops before the cap (exit 1), also when it is reached in a
+    run's second chunk of 12 rows (4 at once): the spend the ledger has (the finished
+    chunk's and the open ones') stays under the cap, a finished chunk is done, and the
+    re-run sends only the rows without an answer."""
+    if chunk_rows is not None:
+        monkeypatch.setenv("BATCHGRADER_CHUNKING__SPLIT_ROW_LIMIT", chunk_rows)
+        fake_api.chat_latency = 0.02
     texts = _texts(30)
     src = _csv(isolated_env, texts)
     stopped = bg(
-        "grade", src, "--mode", "direct", "--concurrency", "4", "--max-cost", "0.004", "--yes"
+        "grade", src, "--mode", "direct", "--concurrency", at_once, "--max-cost", cap, "--yes"
     )
     assert stopped.exit_code == 1, stopped.output
     assert "Stopped sending" in stopped.stderr
     answered = sum(_sent(fake_api).values())
-    assert 3 < answered < len(texts)
+    fewest, most = answered_between
+    assert fewest < answered < most
     with _ledger(home) as ledger:
         (job,) = ledger.jobs()
         events = ledger.usage_events()
         chunks = ledger.chunks(job.id)
     assert sum(e.requests_completed for e in events) == answered
-    assert sum((e.cost or Decimal(0) for e in events), Decimal(0)) <= Decimal("0.004")
-    assert [c.status for c in chunks][:1] == [ChunkStatus.DONE]
-    assert 12 < answered < 24
+    assert sum((e.cost or Decimal(0) for e in events), Decimal(0)) <= Decimal(cap)
+    assert [c.status is ChunkStatus.DONE for c in chunks] == [
+        i < chunks_done for i in range(len(chunks))
+    ]
     resumed = bg("grade", src, "--mode", "direct")
     assert resumed.exit_code == 0, resumed.output
     assert set(_sent(fake_api).values()) == {1}  # no answered row sent twice
@@ -441,28 +433,22 @@ def _grade_in_background(
     )  # fmt: skip
 
 
+def _durable_ids(home: Path) -> set[str]:
+    """The rows with an answer in any direct answers file under ``home``."""
+    files = (home / "data" / "jobs").glob("*/results/chunk-*.direct.jsonl")
+    return {cid for path in files for cid in read_answers(path)}
+
+
 def _wait_for_answers(home: Path, at_least: int) -> Path:
-    """The direct answers file of the one job under ``home``, once it holds ``at_least``."""
+    """The first direct answers file of the one job under ``home``, once the job's
+    answers files hold ``at_least`` answers."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        found = list((home / "data" / "jobs").glob("*/results/chunk-*.direct.jsonl"))
-        if found and found[0].read_bytes().count(b"\n") >= at_least:
+        found = sorted((home / "data" / "jobs").glob("*/results/chunk-*.direct.jsonl"))
+        if found and len(_durable_ids(home)) >= at_least:
             return found[0]
         time.sleep(0.02)
     raise AssertionError(f"fewer than {at_least} answers after 60 s")
-
-
-def _durable_ids(home: Path) -> set[str]:
-    """The rows with an answer in any direct answers file under ``home`` (a line torn by
-    a kill is not one)."""
-    ids = set()
-    for path in (home / "data" / "jobs").glob("*/results/chunk-*.direct.jsonl"):
-        for line in path.read_bytes().splitlines():
-            try:
-                ids.add(json.loads(line)["custom_id"])
-            except ValueError:
-                continue
-    return ids
 
 
 @pytest.mark.parametrize("chunk_rows", [None, "30"])
@@ -478,10 +464,7 @@ def test_killed_run_resumes_without_sending_an_answered_row_again(
     texts = _texts(200)
     src = _csv(isolated_env, texts)
     proc = _grade_in_background(fake_api, home, src, concurrency=4)
-    _wait_for_answers(home, 1)
-    deadline = time.monotonic() + 60
-    while len(_durable_ids(home)) < 40 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_for_answers(home, 40)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()  # reaped, its pipes closed
     durable = _durable_ids(home)
